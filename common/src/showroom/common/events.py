@@ -1,0 +1,252 @@
+"""Event contracts: every message on the bus is one of these versioned models.
+
+Each event carries the same envelope (``event_id``, ``schema_version``,
+``occurred_at``, ``crawl_id``, ``trace_id``) followed by its body fields.  The
+envelope lets any consumer deduplicate (``event_id``), follow a crawl through
+every service (``trace_id``) and reject or upgrade payloads written by another
+version of the code (``schema_version``).
+
+Bumping a model's schema means: add a new ``SCHEMA_VERSION`` and teach the
+model to read the previous one (see ``Event.model_validate_event``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+BRAND_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""Brand slugs become NATS subject tokens, so they must not contain dots, spaces or wildcards."""
+
+_BRAND_RE = re.compile(BRAND_PATTERN)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_brand_slug(value: str) -> bool:
+    return bool(_BRAND_RE.match(value))
+
+
+class Event(BaseModel):
+    """The envelope every event starts with."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    EVENT_TYPE: ClassVar[str] = "event"
+
+    event_id: str = Field(default_factory=new_id)
+    schema_version: int = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    crawl_id: str | None = None
+    trace_id: str = Field(default_factory=new_id, description="Follows one crawl or question end to end.")
+
+
+class RenderMode(StrEnum):
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class CrawlStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (CrawlStatus.COMPLETED, CrawlStatus.FAILED, CrawlStatus.CANCELLED)
+
+
+class CrawlSpec(BaseModel):
+    """What a user asks to crawl."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brand: str = Field(pattern=BRAND_PATTERN, description="Brand slug, e.g. `krk`.")
+    start_urls: list[HttpUrl] = Field(min_length=1, max_length=100)
+    allowed_domains: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Hosts (optionally host:port) the crawl may visit; defaults to the start URLs' hosts.",
+    )
+    max_pages: int = Field(default=500, ge=1, le=100_000)
+    max_depth: int = Field(default=5, ge=0, le=50)
+    render: RenderMode = RenderMode.ALWAYS
+    use_sitemaps: bool = Field(default=True, description="Seed the frontier from robots.txt sitemaps.")
+
+
+class CrawlRequested(Event):
+    EVENT_TYPE: ClassVar[str] = "crawl.requested"
+    crawl_id: str
+    spec: CrawlSpec
+
+
+class CrawlFinished(Event):
+    """Published once when a crawl reaches a final status."""
+
+    EVENT_TYPE: ClassVar[str] = "crawl.finished"
+    crawl_id: str
+    brand: str
+    status: CrawlStatus
+    counts: dict[str, int]
+
+
+class FetchTask(Event):
+    """One URL on the frontier."""
+
+    EVENT_TYPE: ClassVar[str] = "frontier.task"
+    crawl_id: str
+    brand: str
+    url: str
+    depth: int
+    parent_url: str | None = None
+
+
+class Product(BaseModel):
+    """Structured product fields, keyed by schema.org names."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    price: float | None = None
+    priceCurrency: str | None = None
+    availability: str | None = None
+    sku: str | None = None
+    mpn: str | None = None
+    gtin: str | None = None
+    description: str | None = None
+    image: str | None = None
+    specs: dict[str, str] = Field(default_factory=dict)
+
+
+class PageScraped(Event):
+    EVENT_TYPE: ClassVar[str] = "page.scraped"
+    crawl_id: str
+    brand: str
+    url: str
+    final_url: str
+    depth: int
+    status_code: int
+    fetch_mode: Literal["browser", "http"]
+    fetched_at: datetime = Field(default_factory=utcnow)
+    fetch_ms: float = 0.0
+    bytes: int = 0
+    content_hash: str
+    title: str = ""
+    markdown: str = ""
+    product: Product | None = None
+    new_links: list[str] = Field(
+        default_factory=list,
+        description="URLs this page added to the frontier (the crawl's `discovered` grows by these).",
+    )
+    skipped_links: int = Field(default=0, description="Links first seen here and skipped (robots, depth, budget).")
+
+
+class PageFailed(Event):
+    EVENT_TYPE: ClassVar[str] = "page.failed"
+    crawl_id: str
+    brand: str
+    url: str
+    depth: int
+    reason: str
+    status_code: int | None = None
+    attempts: int = 1
+
+
+class PageIndexed(Event):
+    EVENT_TYPE: ClassVar[str] = "page.indexed"
+    crawl_id: str | None = None
+    brand: str
+    url: str
+    content_hash: str
+    chunks: int
+    collection: str
+    fetched_at: datetime
+    index_ms: float = 0.0
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=2000)
+    brand: str | None = Field(default=None, pattern=BRAND_PATTERN)
+    top_k: int = Field(default=5, ge=1, le=50)
+
+
+class SearchHit(BaseModel):
+    url: str
+    title: str
+    brand: str
+    text: str
+    score: float
+    chunk_index: int
+    content_hash: str
+    fetched_at: datetime | None = None
+
+
+class SearchResponse(BaseModel):
+    hits: list[SearchHit]
+    error: str | None = None
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=3, max_length=2000)
+    brand: str | None = Field(default=None, pattern=BRAND_PATTERN)
+    top_k: int = Field(default=5, ge=1, le=20)
+
+
+class Citation(BaseModel):
+    n: int = Field(description="The `[n]` marker used in the answer.")
+    url: str
+    title: str
+    snippet: str
+    score: float
+    content_hash: str
+    fetched_at: datetime | None = None
+
+
+class Answer(BaseModel):
+    question: str
+    answer: str
+    model: str = Field(description='"extractive" when no LLM was used, else the Gemini model name.')
+    citations: list[Citation]
+    latency_ms: float = 0.0
+    error: str | None = None
+
+
+class QuestionAnswered(Event):
+    EVENT_TYPE: ClassVar[str] = "rag.answered"
+    question: str
+    brand: str | None
+    model: str
+    answer: str
+    citation_urls: list[str]
+    latency_ms: float
+    refused: bool = False
+
+
+class DeadLetter(Event):
+    """A message a service gave up on, kept with the reason so it can be re-driven."""
+
+    EVENT_TYPE: ClassVar[str] = "dlq"
+    service: str
+    subject: str
+    reason: str
+    deliveries: int
+    payload: str = Field(description="The original body, UTF-8 (undecodable bytes replaced).")
+    headers: dict[str, Any] = Field(default_factory=dict)

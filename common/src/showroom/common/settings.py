@@ -1,0 +1,34 @@
+"""Settings shared by every service.  Each service subclasses :class:`ServiceSettings`.
+
+Every field can be set from the environment with the ``SHOWROOM_`` prefix
+(``SHOWROOM_NATS_URL``), which is what docker-compose and the k8s ConfigMaps do.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOWROOM_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    """Comma-separated NATS server URLs."""
+
+    http_host: str = "127.0.0.1"
+    """Where the service's own HTTP endpoint (/healthz, /metrics) listens."""
+
+    http_port: int = 0
+    """Port of the service's HTTP endpoint; each service sets its own default."""
+
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    """JetStream replicas for streams and buckets this service creates (3 in production)."""
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    """JSON lines (one object per record, with trace ids) instead of plain text."""
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [s.strip() for s in self.nats_url.split(",") if s.strip()]

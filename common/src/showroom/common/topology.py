@@ -1,0 +1,219 @@
+"""The bus: subjects, streams, key-value buckets and durable consumer names.
+
+Everything that exists on NATS is declared here, once, and created
+idempotently by :func:`ensure_topology` when any service starts, so services
+can start in any order and a fresh server needs no manual setup.
+
+Streams
+-------
+CRAWLS    ``crawl.requested.<brand>``, ``crawl.finished.<brand>``       crawl jobs and their outcome
+FRONTIER  ``frontier.<host>``                                          fetch tasks (work queue)
+PAGES     ``page.scraped.<brand>``, ``page.failed.<brand>``            the source of truth replay reads
+INDEX     ``page.indexed.<brand>``                                     what reached the search index
+ANSWERS   ``rag.answered``                                             audit of questions and answers
+DLQ       ``dlq.<service>``                                            poison messages with the reason
+
+Request/reply (core NATS, queue groups): ``rag.ask`` and ``index.search``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+DAY = 24 * 3600.0
+
+
+class Subjects:
+    """Subject names; functions build the per-brand / per-host ones."""
+
+    ASK = "rag.ask"
+    SEARCH = "index.search"
+    ANSWERED = "rag.answered"
+
+    @staticmethod
+    def crawl_requested(brand: str) -> str:
+        return f"crawl.requested.{brand}"
+
+    @staticmethod
+    def crawl_finished(brand: str) -> str:
+        return f"crawl.finished.{brand}"
+
+    @staticmethod
+    def frontier(host: str) -> str:
+        return f"frontier.{host_token(host)}"
+
+    @staticmethod
+    def page_scraped(brand: str) -> str:
+        return f"page.scraped.{brand}"
+
+    @staticmethod
+    def page_failed(brand: str) -> str:
+        return f"page.failed.{brand}"
+
+    @staticmethod
+    def page_indexed(brand: str) -> str:
+        return f"page.indexed.{brand}"
+
+    @staticmethod
+    def dlq(service: str) -> str:
+        return f"dlq.{service}"
+
+
+def host_token(host: str) -> str:
+    """A host (``shop.example.com:8443``) as one subject token (``shop_example_com_8443``)."""
+    return "".join(c if c.isalnum() or c == "-" else "_" for c in host.lower())
+
+
+def url_key(url: str) -> str:
+    """A stable, KV-safe key for a URL."""
+    return hashlib.sha256(url.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: list[str]
+    retention: RetentionPolicy = RetentionPolicy.LIMITS
+    max_age: float = 0  # seconds, 0 = forever
+    duplicate_window: float = 120.0
+    description: str = ""
+
+    def config(self, replicas: int) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            description=self.description,
+            subjects=self.subjects,
+            retention=self.retention,
+            max_age=self.max_age,
+            duplicate_window=self.duplicate_window,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+        )
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    ttl: float = 0
+    history: int = 1
+    description: str = ""
+
+
+class Streams:
+    CRAWLS = StreamSpec(
+        "CRAWLS",
+        ["crawl.requested.*", "crawl.finished.*"],
+        max_age=90 * DAY,
+        description="Crawl jobs and their outcome",
+    )
+    FRONTIER = StreamSpec(
+        "FRONTIER",
+        ["frontier.*"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        description="Fetch tasks, one subject per host",
+    )
+    # A long dedup window makes a page event published twice (a scraper that
+    # crashed after publishing but before acking its task) count once.
+    PAGES = StreamSpec(
+        "PAGES",
+        ["page.scraped.*", "page.failed.*"],
+        duplicate_window=600.0,
+        description="Every fetched page: the source of truth that replay reads",
+    )
+    INDEX = StreamSpec(
+        "INDEX",
+        ["page.indexed.*"],
+        max_age=90 * DAY,
+        duplicate_window=600.0,
+        description="Pages that reached the search index",
+    )
+    ANSWERS = StreamSpec("ANSWERS", ["rag.answered"], max_age=90 * DAY, description="Questions and answers")
+    DLQ = StreamSpec("DLQ", ["dlq.*"], description="Messages a service gave up on, with the reason")
+
+    ALL = (CRAWLS, FRONTIER, PAGES, INDEX, ANSWERS, DLQ)
+
+
+class Buckets:
+    CRAWLS = BucketSpec("crawls", description="crawl_id -> status and exact counts")
+    CRAWL_URLS = BucketSpec(
+        "crawl_urls", ttl=30 * DAY, description="<crawl_id>.<url key> -> URL state; per-crawl dedup"
+    )
+
+    ALL = (CRAWLS, CRAWL_URLS)
+
+
+class Durables:
+    """Durable consumer names.  Each service owns its own; metrics-svc never shares one."""
+
+    SCRAPER_CRAWLS = "scraper-crawls"
+    SCRAPER_FRONTIER = "scraper-frontier"
+    TRACKER_PAGES = "tracker-pages"
+    TRACKER_INDEX = "tracker-index"
+    INDEXER_PAGES = "indexer-pages"
+    METRICS_PAGES = "metrics-pages"
+    METRICS_CRAWLS = "metrics-crawls"
+    METRICS_INDEX = "metrics-index"
+    METRICS_ANSWERS = "metrics-answers"
+
+
+class QueueGroups:
+    RAG = "rag-svc"
+    INDEXER = "indexer-svc"
+
+
+@dataclass
+class Topology:
+    streams: tuple[StreamSpec, ...] = Streams.ALL
+    buckets: tuple[BucketSpec, ...] = Buckets.ALL
+    replicas: int = 1
+    created: list[str] = field(default_factory=list)
+
+
+async def ensure_topology(js: JetStreamContext, replicas: int = 1) -> Topology:
+    """Create or update every stream and bucket; safe to call from every service at start-up."""
+    topo = Topology(replicas=replicas)
+    for spec in topo.streams:
+        cfg = spec.config(replicas)
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            await js.add_stream(cfg)
+            topo.created.append(spec.name)
+            continue
+        try:
+            await js.update_stream(cfg)
+        except BadRequestError as exc:  # e.g. retention cannot change in place
+            log.warning("stream %s kept its existing config: %s", spec.name, exc)
+    for bucket in topo.buckets:
+        try:
+            await js.key_value(bucket.name)
+        except Exception:  # nats-py raises BucketNotFoundError or NotFoundError by version
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket.name,
+                    description=bucket.description,
+                    history=bucket.history,
+                    ttl=bucket.ttl or None,
+                    replicas=replicas,
+                    storage=StorageType.FILE,
+                )
+            )
+            topo.created.append(f"kv:{bucket.name}")
+    if topo.created:
+        log.info("created %s", ", ".join(topo.created))
+    return topo

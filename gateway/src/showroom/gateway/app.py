@@ -1,0 +1,181 @@
+"""Showroom's HTTP API: crawl requests and status, and questions answered with citations.
+
+The gateway keeps no state of its own: a crawl request becomes a
+``crawl.requested`` event plus a record in the ``crawls`` KV bucket, status is
+read from that bucket and questions are forwarded to rag-svc over
+``rag.ask``.  Any number of replicas therefore answer alike.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Security, status
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, Field
+
+from showroom.common.bus import bind_trace, kv_get, make_broker, publish_event
+from showroom.common.crawls import CrawlCounts, CrawlState
+from showroom.common.events import (
+    Answer,
+    AskRequest,
+    CrawlRequested,
+    CrawlSpec,
+    CrawlStatus,
+    new_id,
+)
+from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
+from showroom.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Your Showroom API key.")
+
+
+class CrawlAccepted(BaseModel):
+    crawl_id: str
+    status: CrawlStatus
+    status_url: str
+
+
+class CrawlPublic(BaseModel):
+    crawl_id: str
+    brand: str
+    status: CrawlStatus
+    counts: CrawlCounts
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    spec: CrawlSpec
+
+
+class ErrorBody(BaseModel):
+    detail: str | list[dict[str, object]] = Field(description="What was wrong with the request.")
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    broker = make_broker(settings.nats_servers, "gateway")
+    state: dict[str, KeyValue] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await broker.start()
+        js = broker.config.connection_state.stream
+        await ensure_topology(js, replicas=settings.stream_replicas)
+        state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
+        try:
+            yield
+        finally:
+            await broker.stop()
+
+    app = FastAPI(
+        title="Showroom",
+        version="0.1.0",
+        summary="Crawl music-equipment brand sites and answer questions about their products, with citations.",
+        lifespan=lifespan,
+        responses={401: {"model": ErrorBody, "description": "Missing or wrong API key"}},
+    )
+
+    def require_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
+        if not key:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send it in the X-API-Key header")
+        if not any(hmac.compare_digest(key, k) for k in settings.api_keys):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key")
+        return key
+
+    authed = [Depends(require_key)]
+
+    @app.middleware("http")
+    async def response_time(request: Request, call_next):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Response-Time-Ms"] = f"{(time.perf_counter() - t0) * 1000:.2f}"
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ok = "crawls" in state and await broker.ping(timeout=1)
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.post(
+        "/v1/crawls",
+        status_code=status.HTTP_202_ACCEPTED,
+        dependencies=authed,
+        response_model=CrawlAccepted,
+        tags=["crawls"],
+    )
+    async def create_crawl(spec: CrawlSpec, request: Request) -> CrawlAccepted:
+        """Queue a crawl of one brand's site."""
+        if not spec.allowed_domains:
+            spec.allowed_domains = sorted({u.host for u in spec.start_urls if u.host})
+        event = CrawlRequested(crawl_id=new_id(), spec=spec)
+        bind_trace(event)
+        record = CrawlState(crawl_id=event.crawl_id, brand=spec.brand, spec=spec, trace_id=event.trace_id)
+        await state["crawls"].create(event.crawl_id, record.model_dump_json().encode())
+        await publish_event(
+            broker,
+            event,
+            Subjects.crawl_requested(spec.brand),
+            stream=Streams.CRAWLS.name,
+            msg_id=event.event_id,
+        )
+        log.info("crawl %s queued for %s", event.crawl_id, spec.brand)
+        return CrawlAccepted(
+            crawl_id=event.crawl_id,
+            status=CrawlStatus.QUEUED,
+            status_url=str(request.url_for("get_crawl", crawl_id=event.crawl_id)),
+        )
+
+    @app.get(
+        "/v1/crawls/{crawl_id}",
+        dependencies=authed,
+        response_model=CrawlPublic,
+        responses={404: {"model": ErrorBody}},
+        tags=["crawls"],
+    )
+    async def get_crawl(crawl_id: str) -> CrawlPublic:
+        """A crawl's status and exact counts."""
+        if not crawl_id.isalnum() or len(crawl_id) > 64:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
+        record, _ = await kv_get(state["crawls"], crawl_id, CrawlState)
+        if record is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
+        return CrawlPublic.model_validate(record, from_attributes=True)
+
+    @app.post(
+        "/v1/ask",
+        dependencies=authed,
+        response_model=Answer,
+        responses={503: {"model": ErrorBody}, 504: {"model": ErrorBody}},
+        tags=["answers"],
+    )
+    async def ask(question: AskRequest) -> Answer:
+        """Answer a question from the crawled pages, citing them."""
+        try:
+            reply = await broker.request(question, Subjects.ASK, timeout=settings.ask_timeout_s)
+        except NoRespondersError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "rag-svc is not running") from exc
+        except (NatsTimeout, TimeoutError) as exc:
+            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, "rag-svc did not answer in time") from exc
+        answer = Answer.model_validate_json(reply.body)
+        if answer.error:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, answer.error)
+        return answer
+
+    return app

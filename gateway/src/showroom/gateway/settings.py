@@ -1,0 +1,28 @@
+"""Gateway settings (env prefix ``SHOWROOM_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from showroom.common.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    http_port: int = 8000
+
+    api_keys: list[str] = Field(default_factory=list)
+    """Accepted API keys (JSON list in the environment: ``SHOWROOM_API_KEYS='["k1","k2"]'``)."""
+
+    environment: str = "production"
+    """``development`` allows running without API keys configured (every /v1 call is then refused)."""
+
+    ask_timeout_s: float = 60.0
+    """How long POST /v1/ask waits for rag-svc (Gemini included)."""
+
+    @model_validator(mode="after")
+    def _require_keys_outside_development(self) -> GatewaySettings:
+        if self.environment != "development" and not self.api_keys:
+            raise ValueError("SHOWROOM_API_KEYS must list at least one key outside development")
+        if any(len(k) < 16 for k in self.api_keys):
+            raise ValueError("every API key must be at least 16 characters")
+        return self

@@ -1,0 +1,112 @@
+"""Split a page into retrieval chunks that follow its structure.
+
+* Every chunk of a product page starts with the product's identity (name,
+  brand, category, SKU), so a chunk about "woofer size" still says *which*
+  monitor it belongs to.
+* The spec table becomes one ``Key: value`` line per row and is kept whole
+  (split only between rows if it is very long).
+* Prose is split at headings, then into word-bounded windows; each chunk
+  carries its heading path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from showroom.common.events import PageScraped, Product
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str
+    section: str
+
+
+def identity(page: PageScraped) -> str:
+    p = page.product
+    if p is None or not p.name:
+        return page.title
+    parts = [p.name]
+    if p.brand:
+        parts.append(f"by {p.brand}")
+    if p.category:
+        parts.append(f"({p.category})")
+    if p.sku:
+        parts.append(f"SKU {p.sku}")
+    return " ".join(parts)
+
+
+def offer_lines(p: Product) -> list[str]:
+    lines = []
+    if p.price is not None:
+        lines.append(f"Price: {p.price:,.2f} {p.priceCurrency or ''}".rstrip())
+    if p.availability:
+        lines.append(f"Availability: {p.availability}")
+    for label, value in (("MPN", p.mpn), ("GTIN", p.gtin)):
+        if value:
+            lines.append(f"{label}: {value}")
+    return lines
+
+
+def chunk_page(page: PageScraped, max_words: int = 180) -> list[Chunk]:
+    head = identity(page)
+    blocks: list[tuple[str, str]] = []  # (section, text)
+    p = page.product
+    if p is not None:
+        facts = offer_lines(p) + [f"{k}: {v}" for k, v in p.specs.items()]
+        for group in _windows(facts, max_words):
+            blocks.append(("Specifications", "\n".join(group)))
+    # With structured specs in hand, the markdown's own rendering of the table is a duplicate.
+    prose = page.markdown
+    if p is not None and p.specs:
+        prose = "\n".join(line for line in prose.splitlines() if not line.lstrip().startswith("|"))
+    for section, text in _sections(prose):
+        words = text.split()
+        for start in range(0, len(words), max_words):
+            blocks.append((section, " ".join(words[start : start + max_words])))
+    blocks = [(section, text) for section, text in blocks if text.strip()]
+    return [
+        Chunk(i, f"{head}\n{section}\n{text}" if section else f"{head}\n{text}", section)
+        for i, (section, text) in enumerate(blocks)
+    ]
+
+
+def _windows(lines: list[str], max_words: int) -> list[list[str]]:
+    groups: list[list[str]] = [[]]
+    words = 0
+    for line in lines:
+        n = len(line.split())
+        if groups[-1] and words + n > max_words:
+            groups.append([])
+            words = 0
+        groups[-1].append(line)
+        words += n
+    return [g for g in groups if g]
+
+
+def _sections(markdown: str) -> list[tuple[str, str]]:
+    path: list[str] = []
+    sections: list[tuple[str, str]] = []
+    buf: list[str] = []
+
+    def flush() -> None:
+        text = "\n".join(buf).strip()
+        if text:
+            sections.append((" > ".join(path), text))
+        buf.clear()
+
+    for line in markdown.splitlines():
+        m = _HEADING.match(line.strip())
+        if m:
+            flush()
+            level = len(m.group(1))
+            del path[level - 1 :]
+            path.append(m.group(2).strip())
+        else:
+            buf.append(line)
+    flush()
+    return sections

@@ -1,0 +1,7 @@
+"""metrics-svc settings (env prefix ``SHOWROOM_``)."""
+
+from showroom.common.settings import ServiceSettings
+
+
+class MetricsSettings(ServiceSettings):
+    http_port: int = 9104

@@ -1,0 +1,40 @@
+"""scraper-svc settings (env prefix ``SHOWROOM_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from showroom.common.settings import ServiceSettings
+
+
+class ScraperSettings(ServiceSettings):
+    http_port: int = 9101
+
+    concurrency: int = Field(default=4, ge=1, le=64)
+    """Pages in flight in this process (each one a reused browser page)."""
+
+    chromium_path: str = "/usr/bin/chromium"
+    """Debian's Chromium; Playwright's own browser download is not used."""
+
+    user_agent: str = "ShowroomBot/0.1 (+https://showroom.invalid/bot)"
+
+    nav_timeout_ms: int = 20_000
+    settle_timeout_ms: int = 1_500
+    """After `load`, how long to wait for the network to go idle (scripts rendering content)."""
+
+    recycle_after: int = 50
+    """Navigations before a browser page is replaced (a reused renderer's memory grows without bound)."""
+
+    http_timeout_s: float = 15.0
+
+    max_deliveries: int = Field(default=4, ge=1, le=20)
+    """Attempts per URL before it is recorded as failed."""
+
+    retry_base_s: float = 1.0
+    """First retry delay; doubles each attempt, with jitter."""
+
+    ssrf_allow_hosts: list[str] = Field(default_factory=list)
+    """Hosts or IPs exempt from the private-network guard (the embedded demo and tests use 127.0.0.1)."""
+
+    browser: bool = True
+    """Start Chromium; without it every page is fetched over plain HTTP."""

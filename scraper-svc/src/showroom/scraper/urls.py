@@ -1,0 +1,97 @@
+"""URL normalisation and crawl scope.
+
+Two spellings of one page must map to one URL, or a crawl fetches it twice:
+the host is lower-cased, default ports and fragments dropped, tracking
+parameters removed and the query sorted (``w3lib.url.canonicalize_url``
+does the percent-encoding and sorting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url, url_query_cleaner
+
+TRACKING_PARAMS = frozenset(
+    {
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "utm_id",
+        "gclid",
+        "fbclid",
+        "msclkid",
+        "dclid",
+        "yclid",
+        "mc_cid",
+        "mc_eid",
+        "_ga",
+        "ref",
+        "sessionid",
+        "session_id",
+        "sid",
+        "phpsessid",
+        "jsessionid",
+    }
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_url(url: str) -> str | None:
+    """The canonical form of an http(s) URL, or None for anything else (mailto:, javascript:, …)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    cleaned = url_query_cleaner(
+        urlunsplit((scheme, netloc, parts.path or "/", parts.query, "")),
+        parameterlist=TRACKING_PARAMS,
+        remove=True,
+        keep_fragments=False,
+    )
+    return canonicalize_url(cleaned, keep_fragments=False)
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a normalised URL."""
+    return urlsplit(url).netloc
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which hosts a crawl may touch.  ``example.com`` also admits its subdomains."""
+
+    allowed_domains: tuple[str, ...]
+
+    def allows_host(self, hostname: str | None) -> bool:
+        if not hostname:
+            return False
+        hostname = hostname.lower().rstrip(".")
+        for domain in self.allowed_domains:
+            d = domain.lower().split(":")[0] if not domain.startswith("[") else domain.lower()
+            if hostname == d or hostname.endswith("." + d):
+                return True
+        return False
+
+    def allows(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        if parts.scheme in ("data", "blob", "about"):
+            return True
+        return parts.scheme in _DEFAULT_PORTS and self.allows_host(parts.hostname)
