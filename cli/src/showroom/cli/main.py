@@ -113,14 +113,14 @@ async def _up(ask: bool, crawl: bool) -> None:
         console.print(f"  API key   {key}  (also in {VAR / 'api-key'})")
         console.print(f"  NATS      {config.nats_url}   monitor http://127.0.0.1:{config.nats_monitor_port}")
         console.print(f"  metrics   http://127.0.0.1:{config.ports['metrics']}/metrics   logs {stack.logs}")
-        brands = catalog()
+        console.print(f"  demo site {config.demo_url}/")
+        names = {b.slug: b.name for b in catalog()}
         async with GatewayClient(config.gateway_url, key) as client:
             if crawl:
                 crawls: dict[str, str] = {}
-                for brand, host in zip(brands, config.demo_hosts, strict=False):
-                    site = config.demo_url(host)
-                    cid = await client.crawl(brand.slug, [f"{site}/"], max_pages=2000, max_depth=10)
-                    crawls[cid] = f"{brand.name} ({site})"
+                for brand, spec in config.demo_crawl_specs().items():
+                    cid = await client.crawl(brand, **spec)  # type: ignore[arg-type]
+                    crawls[cid] = names[brand]
                 await watch(client, crawls)
             if ask:
                 question, brand = demo_question()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -62,9 +63,7 @@ class StackConfig:
     ports: dict[str, int] = field(
         default_factory=lambda: {"gateway": 8000, "scraper": 9101, "indexer": 9102, "rag": 9103, "metrics": 9104}
     )
-    demo_hosts: tuple[str, ...] = ("127.0.0.1", "127.0.0.2")
-    """One loopback address per demo brand: each brand is its own web site, as in real life."""
-
+    demo_host: str = "127.0.0.1"
     demo_port: int = 8088
     embedder: str = "minilm"
     scraper_concurrency: int = 4
@@ -92,8 +91,23 @@ class StackConfig:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
-    def demo_url(self, host: str) -> str:
-        return f"http://{host}:{self.demo_port}"
+    @property
+    def demo_url(self) -> str:
+        return f"http://{self.demo_host}:{self.demo_port}"
+
+    def demo_crawl_specs(self) -> dict[str, dict[str, object]]:
+        """One crawl per demo brand: its home page, scoped to its path prefix (the site hosts both brands)."""
+        from showroom.demo_site import catalog
+
+        return {
+            b.slug: {
+                "start_urls": [f"{self.demo_url}/{b.slug}/"],
+                "include": [f"^{re.escape(self.demo_url)}/{b.slug}/"],
+                "max_pages": 1000,
+                "max_depth": 10,
+            }
+            for b in catalog()
+        }
 
     def service_env(self, service: str) -> dict[str, str]:
         """The environment one service gets — the same names compose and k8s set."""
@@ -106,7 +120,7 @@ class StackConfig:
         if service == "gateway":
             env["SHOWROOM_API_KEYS"] = f'["{self.api_key}"]'
         elif service == "scraper":
-            env["SHOWROOM_SSRF_ALLOW_HOSTS"] = "[" + ",".join(f'"{h}"' for h in self.demo_hosts) + "]"
+            env["SHOWROOM_SSRF_ALLOW_HOSTS"] = f'["{self.demo_host}"]'
             env["SHOWROOM_CONCURRENCY"] = str(self.scraper_concurrency)
         elif service == "indexer":
             env["SHOWROOM_QDRANT_PATH"] = str(self.root / "qdrant")
@@ -127,12 +141,8 @@ class Stack:
         self.logs.mkdir(exist_ok=True)
         await self.start_nats()
         if self.config.with_demo:
-            for host in self.config.demo_hosts:
-                self._spawn(
-                    f"demo-{host}",
-                    [sys.executable, "-m", "showroom.demo_site", "--host", host, "--port", str(self.config.demo_port)],
-                    {},
-                )
+            cmd = [sys.executable, "-m", "showroom.demo_site", "--host", self.config.demo_host]
+            self._spawn("demo", [*cmd, "--port", str(self.config.demo_port)], {})
         for service in SERVICES:
             self.start_service(service)
         deadline = time.monotonic() + timeout
@@ -142,8 +152,7 @@ class Stack:
                     client, service, f"http://127.0.0.1:{self.config.ports[service]}/readyz", deadline
                 )
             if self.config.with_demo:
-                for host in self.config.demo_hosts:
-                    await self._wait_ready(client, f"demo-{host}", f"{self.config.demo_url(host)}/robots.txt", deadline)
+                await self._wait_ready(client, "demo", f"{self.config.demo_url}/robots.txt", deadline)
 
     async def start_nats(self) -> None:
         store = self.config.root / "jetstream"

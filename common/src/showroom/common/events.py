@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 BRAND_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """Brand slugs become NATS subject tokens, so they must not contain dots, spaces or wildcards."""
@@ -82,10 +82,28 @@ class CrawlSpec(BaseModel):
         max_length=50,
         description="Hosts (optionally host:port) the crawl may visit; defaults to the start URLs' hosts.",
     )
+    include: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Regexes; when given, only URLs matching one of them are crawled.",
+    )
+    exclude: list[str] = Field(default_factory=list, max_length=20, description="Regexes of URLs never to crawl.")
     max_pages: int = Field(default=500, ge=1, le=100_000)
     max_depth: int = Field(default=5, ge=0, le=50)
     render: RenderMode = RenderMode.ALWAYS
     use_sitemaps: bool = Field(default=True, description="Seed the frontier from robots.txt sitemaps.")
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _valid_regexes(cls, patterns: list[str]) -> list[str]:
+        for p in patterns:
+            if len(p) > 500:
+                raise ValueError("pattern longer than 500 characters")
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {p!r}: {exc}") from exc
+        return patterns
 
 
 class CrawlRequested(Event):

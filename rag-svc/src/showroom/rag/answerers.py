@@ -94,12 +94,17 @@ class ExtractiveAnswerer:
         df = Counter(t for _, unit in candidates for t in set(terms(unit)))
         n_units = len(candidates)
 
+        # Words that name the product ("Cobalt MX-8 Analog Mixer") found the page; they don't pick the sentence.
+        identity = {src.n: {t for h in src.chunks for t in terms(h.text.splitlines()[0])} | set(terms(src.title))
+                    for src in sources}  # fmt: skip
+
         def score(src: Source, unit: str) -> float:
             unit_terms = terms(unit)
+            asked = wanted - identity[src.n] or wanted
             # Matches in a spec row's key (before the colon) say what the row is about.
             key_terms = set(terms(unit.split(":", 1)[0])) if ":" in unit else set()
             s = 0.0
-            for t in wanted & set(unit_terms):
+            for t in asked & set(unit_terms):
                 idf = math.log(1 + n_units / df[t])
                 s += idf * (1.5 if t in key_terms else 1.0)
             # Prefer better-retrieved pages and shorter, more specific units on ties.
@@ -107,7 +112,8 @@ class ExtractiveAnswerer:
 
         ranked = sorted(candidates, key=lambda c: -score(*c))
         best_src, best_unit = ranked[0]
-        overlap = sum(1 for t in wanted if t in set(terms(best_unit)))
+        asked = wanted - identity[best_src.n] or wanted
+        overlap = sum(1 for t in asked if t in set(terms(best_unit)))
         if overlap < self.min_overlap:
             return REFUSAL, {}
         text = f'From the crawled pages (extractive answer, no LLM): "{best_unit}" [{best_src.n}]'

@@ -86,10 +86,10 @@ class Crawler:
     async def seed(self, event: CrawlRequested) -> None:
         """Put a crawl's start URLs (and its sitemaps' URLs) on the frontier and mark it running."""
         spec = event.spec
-        scope = Scope(tuple(spec.allowed_domains))
+        scope = Scope.of(spec)
         candidates: list[str] = []
         for raw in spec.start_urls:
-            if (url := normalize_url(str(raw))) and scope.allows(url):
+            if (url := normalize_url(str(raw))) and scope.admits(url):
                 candidates.append(url)
         if spec.use_sitemaps:
             origins = dict.fromkeys(f"{urlsplit(u).scheme}://{host_of(u)}" for u in candidates)
@@ -131,7 +131,7 @@ class Crawler:
             log.warning("task for unknown crawl %s dropped: %s", task.crawl_id, task.url)
             return Outcome(task.url, "duplicate")
         spec = crawl.spec
-        scope = Scope(tuple(spec.allowed_domains))
+        scope = Scope.of(spec)
         try:
             await self.guard.check(urlsplit(task.url).hostname or "")
             if spec.render is RenderMode.NEVER or self.browser is None:
@@ -157,7 +157,7 @@ class Crawler:
         new_links: list[str] = []
         skipped = 0
         if task.depth < spec.max_depth:
-            in_scope = [u for u in page.links if scope.allows(u)]
+            in_scope = [u for u in page.links if scope.admits(u)]
             new_links, skipped = await self._claim(
                 task.crawl_id, url_key(task.url), in_scope, task.depth + 1, spec.max_depth, scope
             )
@@ -261,7 +261,7 @@ class Crawler:
         reclaimed: list[str] = []
         skipped = 0
         for url in dict.fromkeys(urls):
-            if not scope.allows(url):
+            if not scope.admits(url):
                 continue
             reason = None
             if depth > max_depth:

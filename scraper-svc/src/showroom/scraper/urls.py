@@ -8,10 +8,13 @@ does the percent-encoding and sorting).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url, url_query_cleaner
+
+from showroom.common.events import CrawlSpec
 
 TRACKING_PARAMS = frozenset(
     {
@@ -73,9 +76,32 @@ def host_of(url: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which hosts a crawl may touch.  ``example.com`` also admits its subdomains."""
+    """Which URLs a crawl may touch: its hosts (``example.com`` admits subdomains), then include/exclude regexes.
+
+    The browser applies :meth:`allows` to every sub-request (hosts only: a page
+    may load scripts from paths the crawl would not index); the frontier
+    applies :meth:`admits` to the pages themselves.
+    """
 
     allowed_domains: tuple[str, ...]
+    include: tuple[re.Pattern[str], ...] = ()
+    exclude: tuple[re.Pattern[str], ...] = ()
+
+    @classmethod
+    def of(cls, spec: CrawlSpec) -> Scope:
+        return cls(
+            tuple(spec.allowed_domains),
+            tuple(re.compile(p) for p in spec.include),
+            tuple(re.compile(p) for p in spec.exclude),
+        )
+
+    def admits(self, url: str) -> bool:
+        """Is ``url`` a page this crawl should fetch?"""
+        if not self.allows(url):
+            return False
+        if self.include and not any(p.search(url) for p in self.include):
+            return False
+        return not any(p.search(url) for p in self.exclude)
 
     def allows_host(self, hostname: str | None) -> bool:
         if not hostname:

@@ -1,0 +1,135 @@
+"""The spine, end to end: crawl the demo brands on the real stack, then ask and get cited answers.
+
+Real nats-server (JetStream), real Chromium through Playwright, the demo site
+on 127.0.0.1, the five services as separate processes, the offline MiniLM
+embedder and embedded Qdrant.  Tests wait on the bus's own events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from showroom.cli.client import GatewayClient, GatewayError
+from showroom.cli.stack import Stack, StackConfig
+from showroom.demo_site import allowed_paths, disallowed_paths, products
+
+pytestmark = pytest.mark.e2e
+
+CRAWL_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("stack")
+    config = StackConfig.ephemeral(root, api_key=secrets.token_urlsafe(24))
+    s = Stack(config)
+    try:
+        await s.start(timeout=120)
+    except BaseException:
+        for name in list(s.procs):
+            print(f"--- {name}\n{s.tail(name)}")
+        await s.stop()
+        raise
+    yield s
+    await s.stop()
+
+
+@pytest.fixture(scope="module")
+async def crawled(stack: Stack) -> dict[str, dict]:
+    """Crawl both demo brands at once; returns each brand's final status, as announced on the bus."""
+    config = stack.config
+    nc = await nats.connect(config.nats_url)
+    finished: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
+        await finished.put(json.loads(msg.data))
+
+    await nc.subscribe("crawl.finished.*", cb=on_finished)
+    statuses: dict[str, dict] = {}
+    try:
+        async with GatewayClient(config.gateway_url, config.api_key) as client:
+            ids = {await client.crawl(brand, **spec): brand for brand, spec in config.demo_crawl_specs().items()}
+            async with asyncio.timeout(CRAWL_TIMEOUT_S):
+                while len(statuses) < len(ids):
+                    event = await finished.get()
+                    if event["crawl_id"] in ids:
+                        statuses[ids[event["crawl_id"]]] = await client.status(event["crawl_id"])
+    finally:
+        await nc.drain()
+        for name in ("scraper", "indexer"):
+            print(f"--- {name}\n{stack.tail(name, 15)}")
+    return statuses
+
+
+def brand_pages(brand: str, paths: list[str]) -> set[str]:
+    return {p for p in paths if p.startswith(f"/{brand}/")}
+
+
+@pytest.mark.parametrize("brand", ["northwind", "cobalt"])
+async def test_crawl_completes_with_exact_counts(crawled: dict[str, dict], brand: str) -> None:
+    status = crawled[brand]
+    expected = len(brand_pages(brand, allowed_paths()))
+    assert status["status"] == "completed"
+    assert status["counts"] == {
+        "discovered": expected,
+        "scraped": expected,
+        "failed": 0,
+        "skipped": len(brand_pages(brand, disallowed_paths())),
+        "indexed": expected,
+    }
+
+
+async def test_every_allowed_page_is_indexed_and_no_disallowed_one(stack: Stack, crawled: dict[str, dict]) -> None:
+
+    site = stack.config.demo_url
+    nc = await nats.connect(stack.config.nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("INDEX")
+        indexed_urls: set[str] = set()
+        sub = await js.subscribe("page.indexed.*", ordered_consumer=True)
+        for _ in range(info.state.messages):
+            msg = await sub.next_msg(timeout=5)
+            indexed_urls.add(json.loads(msg.data)["url"])
+        await sub.unsubscribe()
+    finally:
+        await nc.drain()
+    want = {site + p for b in ("northwind", "cobalt") for p in brand_pages(b, allowed_paths())}
+    assert indexed_urls == want
+    assert not indexed_urls & {site + p for p in disallowed_paths()}
+
+
+async def test_spec_question_is_answered_with_the_right_value_citing_the_product_page(
+    stack: Stack, crawled: dict[str, dict]
+) -> None:
+    product = next(p for p in products() if p.model == "NW-8")
+    woofer = dict(product.specs)["Woofer size"]
+    async with GatewayClient(stack.config.gateway_url, stack.config.api_key) as client:
+        answer = await client.ask(f"What is the woofer size of the {product.name}?", brand="northwind")
+    assert answer["model"] == "extractive"
+    assert woofer in answer["answer"]
+    assert answer["citations"], answer
+    assert answer["citations"][0]["url"] == stack.config.demo_url + product.path
+    assert f"[{answer['citations'][0]['n']}]" in answer["answer"]
+
+
+async def test_price_question_cites_the_product_page(stack: Stack, crawled: dict[str, dict]) -> None:
+    product = next(p for p in products() if p.brand_slug == "cobalt" and p.category_slug == "mixers")
+    async with GatewayClient(stack.config.gateway_url, stack.config.api_key) as client:
+        answer = await client.ask(f"How much does the {product.name} cost?", brand="cobalt")
+    assert f"{product.price:,.2f}" in answer["answer"]
+    assert answer["citations"][0]["url"] == stack.config.demo_url + product.path
+
+
+async def test_status_of_an_unknown_crawl_is_404(stack: Stack) -> None:
+    async with GatewayClient(stack.config.gateway_url, stack.config.api_key) as client:
+        with pytest.raises(GatewayError) as err:
+            await client.status("0" * 32)
+    assert err.value.status == 404
