@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from showroom.cli.client import GatewayClient, GatewayError
-from showroom.cli.stack import Stack, StackConfig
+from showroom.cli.stack import PORTAL_BRAND, Stack, StackConfig
 
 app = typer.Typer(help="Showroom: cited answers about music-equipment products, from the brands' own sites.")
 console = Console()
@@ -114,7 +114,7 @@ async def _up(ask: bool, crawl: bool) -> None:
         console.print(f"  NATS      {config.nats_url}   monitor http://127.0.0.1:{config.nats_monitor_port}")
         console.print(f"  metrics   http://127.0.0.1:{config.ports['metrics']}/metrics   logs {stack.logs}")
         console.print(f"  demo site {config.demo_url}/")
-        names = {b.slug: b.name for b in catalog()}
+        names = {b.slug: b.name for b in catalog()} | {PORTAL_BRAND: "Demo portal"}
         async with GatewayClient(config.gateway_url, key) as client:
             if crawl:
                 crawls: dict[str, str] = {}

@@ -25,6 +25,9 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+PORTAL_BRAND = "portal"
+"""The demo distributor's own pages (the site's landing page), crawled beside the brands."""
+
 SERVICES = ("gateway", "scraper", "indexer", "rag", "metrics")
 MODULES = {
     "gateway": "showroom.gateway",
@@ -96,18 +99,26 @@ class StackConfig:
         return f"http://{self.demo_host}:{self.demo_port}"
 
     def demo_crawl_specs(self) -> dict[str, dict[str, object]]:
-        """One crawl per demo brand: its home page, scoped to its path prefix (the site hosts both brands)."""
+        """The demo's crawls: one per brand, scoped to its path prefix, plus the distributor's portal page.
+
+        The demo site hosts both brands on one host, so a brand's crawl starts
+        at its home and stays under its prefix; the portal (``/``) belongs to
+        neither and gets its own one-page crawl, so every allowed page is indexed.
+        """
         from showroom.demo_site import catalog
 
-        return {
+        site = re.escape(self.demo_url)
+        specs: dict[str, dict[str, object]] = {
             b.slug: {
                 "start_urls": [f"{self.demo_url}/{b.slug}/"],
-                "include": [f"^{re.escape(self.demo_url)}/{b.slug}/"],
+                "include": [f"^{site}/{b.slug}/"],
                 "max_pages": 1000,
                 "max_depth": 10,
             }
             for b in catalog()
         }
+        specs[PORTAL_BRAND] = {"start_urls": [f"{self.demo_url}/"], "include": [f"^{site}/$"], "use_sitemaps": False}
+        return specs
 
     def service_env(self, service: str) -> dict[str, str]:
         """The environment one service gets — the same names compose and k8s set."""
