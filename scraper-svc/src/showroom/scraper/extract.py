@@ -1,26 +1,28 @@
 """Turn a page's HTML into what the index needs: title, main text as markdown, links and product data.
 
-Structured data comes from JSON-LD, microdata and OpenGraph (parsed by
-``extruct``); the spec table from the page's own key/value tables; the main
-text from ``<main>``/``<article>`` with navigation and boilerplate removed,
-converted to markdown by ``markdownify``.
+Product data comes from JSON-LD, microdata, RDFa and OpenGraph, then from
+heuristics on the visible text (see ``showroom.scraper.product`` for the
+precedence and the several-offers rule); the spec table from the page's own
+key/value tables, ``<dl>`` lists and ``Key: value`` lists; the main text from
+``<main>``/``<article>`` with navigation, cookie banners and other boilerplate
+removed, converted to markdown by ``markdownify``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urljoin
 
-import extruct
 import lxml.html
 from lxml.html import HtmlElement
 from markdownify import markdownify
 
 from showroom.common.events import Product
+from showroom.scraper.product import extract_product
 from showroom.scraper.urls import normalize_url
 
 log = logging.getLogger(__name__)
@@ -37,19 +39,18 @@ _BOILERPLATE = (
     "form",
     "iframe",
 )
+# Elements that are never main content, whatever their tag: consent banners, dialogs, breadcrumbs, tab strips,
+# "related products" carousels (their prices would read as this product's).
+_NOISE_XPATH = (
+    ".//*[@role='navigation' or @role='banner' or @role='contentinfo' or @role='dialog' or @role='alertdialog'"
+    " or @role='tablist' or @hidden or @aria-modal='true'"
+    " or re:test(concat(@id, ' ', @class),"
+    " 'cookie|consent|gdpr|breadcrumb|skip-link|newsletter-popup|related|upsell|cross-?sell|recommendation', 'i')]"
+)
+# Icon-font glyphs (Material Icons, Font Awesome…) live in the Private Use Area and mean nothing as text.
+_ICON_GLYPHS = re.compile("[\ue000-\uf8ff]")
 _MAIN_XPATHS = ("//main", "//article", "//*[@role='main']", "//*[@id='content']", "//body")
-_AVAILABILITY = {
-    "instock": "InStock",
-    "outofstock": "OutOfStock",
-    "preorder": "PreOrder",
-    "presale": "PreSale",
-    "backorder": "BackOrder",
-    "discontinued": "Discontinued",
-    "soldout": "SoldOut",
-    "limitedavailability": "LimitedAvailability",
-    "onlineonly": "OnlineOnly",
-    "instoreonly": "InStoreOnly",
-}
+_KEY_VALUE = re.compile(r"^([^:\uff1a]{1,40}?)\s*[:\uff1a]\s*(\S.{0,200})$")
 
 
 @dataclass
@@ -70,10 +71,13 @@ def extract(html: str, url: str, links: list[str] | None = None) -> ExtractedPag
     """Extract one page.  ``links`` (absolute hrefs from the rendered DOM) override links found in ``html``."""
     doc = _parse(html, url)
     title = _title(doc)
-    structured = _structured_data(html, url)
     main = _main_element(doc)
     specs = _spec_tables(main) if main is not None else {}
-    product = _product(structured, specs)
+    try:
+        product = extract_product(html, doc, url, specs)
+    except Exception:  # one odd page must not fail the crawl: keep its text, lose its product data
+        log.exception("product extraction failed on %s", url)
+        product = None
     markdown = _markdown(main) if main is not None else ""
     hrefs = links if links is not None else [urljoin(url, a) for a in doc.xpath("//a/@href")]
     normalised = list(dict.fromkeys(n for h in hrefs if (n := normalize_url(h))))
@@ -99,29 +103,45 @@ def _title(doc: HtmlElement) -> str:
 
 
 def _main_element(doc: HtmlElement) -> HtmlElement | None:
+    """A cleaned copy of the page's main content element (``doc`` itself is left whole)."""
     for xp in _MAIN_XPATHS:
         found = doc.xpath(xp)
         if found:
-            main = found[0]
-            for bad in main.xpath(" | ".join(f".//{t}" for t in _BOILERPLATE)):
-                bad.drop_tree()
+            main = copy.deepcopy(found[0])
+            main.tail = None
+            bad = main.xpath(" | ".join(f".//{t}" for t in _BOILERPLATE if t != "header"))
+            total = len(main.text_content())
+            # A class name matched on a wrapper must not take the page's content with it.
+            bad += [
+                el
+                for el in main.xpath(_NOISE_XPATH, namespaces={"re": "http://exslt.org/regular-expressions"})
+                if not el.xpath(".//h1") and len(el.text_content()) <= total / 2
+            ]
+            # A <header> inside the main content is that content's own header (often holding the <h1>): keep it.
+            bad += [h for h in main.xpath(".//header") if main.tag == "body" or not h.xpath(".//h1")]
+            for el in bad:
+                if el.getparent() is not None:
+                    el.drop_tree()
             return main
     return None
 
 
 def _markdown(main: HtmlElement) -> str:
-    md = markdownify(lxml.html.tostring(main, encoding="unicode"), heading_style="ATX", strip=["img", "a"])
+    source = _ICON_GLYPHS.sub("", lxml.html.tostring(main, encoding="unicode"))
+    md = markdownify(source, heading_style="ATX", strip=["img", "a"])
     md = re.sub(r"[ \t]+\n", "\n", md)
+    md = re.sub(r"(?m)^ (?=\S)", "", md)  # a stray space left where an inline icon was
     return re.sub(r"\n{3,}", "\n\n", md).strip()
 
 
 def _spec_tables(main: HtmlElement) -> dict[str, str]:
-    """Key/value rows of two-column tables (``<th>key</th><td>value</td>`` or two ``<td>``) and ``<dl>`` lists."""
+    """Key/value rows of two-column tables (``<th>key</th><td>value</td>`` or two ``<td>``; header rows of two
+    ``<th>`` are skipped), ``<dl>`` lists, and ``<ul>``/``<ol>`` lists whose every item reads ``Key: value``."""
     specs: dict[str, str] = {}
     for row in main.xpath(".//table//tr"):
         cells = [" ".join(c.text_content().split()) for c in row.xpath("./th|./td")]
-        if len(cells) == 2 and cells[0] and cells[1] and len(cells[0]) <= 80:
-            specs.setdefault(cells[0].rstrip(":"), cells[1])
+        if row.xpath("./td") and len(cells) == 2 and cells[0] and cells[1] and len(cells[0]) <= 80:
+            specs.setdefault(cells[0].rstrip(":\uff1a").strip(), cells[1])
     for dl in main.xpath(".//dl"):
         for dt in dl.xpath("./dt"):
             dd = dt.getnext()
@@ -131,90 +151,11 @@ def _spec_tables(main: HtmlElement) -> dict[str, str]:
                     " ".join(dd.text_content().split()),
                 )
                 if key and value:
-                    specs.setdefault(key.rstrip(":"), value)
+                    specs.setdefault(key.rstrip(":\uff1a").strip(), value)
+    for lst in main.xpath(".//ul | .//ol"):
+        items = [" ".join(li.text_content().split()) for li in lst.xpath("./li")]
+        pairs = [m.groups() for text in items if (m := _KEY_VALUE.match(text)) and "://" not in text]
+        if len(items) >= 2 and len(pairs) == len(items):
+            for key, value in pairs:
+                specs.setdefault(key.strip(), value.strip())
     return specs
-
-
-def _structured_data(html: str, url: str) -> dict[str, list[dict[str, Any]]]:
-    try:
-        return extruct.extract(
-            html,
-            base_url=url,
-            syntaxes=["json-ld", "microdata", "opengraph"],
-            uniform=True,
-            errors="ignore",
-        )
-    except Exception as exc:  # extruct raises a zoo of parser errors on broken markup
-        log.debug("structured data unreadable on %s: %s", url, exc)
-        return {}
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _types(item: dict[str, Any]) -> set[str]:
-    return {str(t).rsplit("/", 1)[-1] for t in _as_list(item.get("@type"))}
-
-
-def _find_products(items: list[Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if "Product" in _types(item) or "ProductGroup" in _types(item):
-            found.append(item)
-        found.extend(_find_products(_as_list(item.get("@graph"))))
-    return found
-
-
-def _text(value: Any) -> str | None:
-    for v in _as_list(value):
-        if isinstance(v, dict):
-            v = v.get("name") or v.get("@id") or v.get("url")
-        if v not in (None, ""):
-            return str(v).strip()
-    return None
-
-
-def _price(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(str(value).replace(",", "").strip())
-    except ValueError:
-        return None
-
-
-def _product(structured: dict[str, list[dict[str, Any]]], specs: dict[str, str]) -> Product | None:
-    candidates = _find_products(structured.get("json-ld", [])) + _find_products(structured.get("microdata", []))
-    if not candidates:
-        return None
-    item = candidates[0]
-    offers = [o for o in _as_list(item.get("offers")) if isinstance(o, dict)]
-    offer = offers[0] if offers else {}
-    price = _price(offer.get("price") if offer.get("price") is not None else offer.get("lowPrice"))
-    availability = _text(offer.get("availability"))
-    if availability:
-        availability = _AVAILABILITY.get(availability.rsplit("/", 1)[-1].lower(), availability.rsplit("/", 1)[-1])
-    extra = {
-        str(p.get("name")): str(p.get("value"))
-        for p in _as_list(item.get("additionalProperty"))
-        if isinstance(p, dict) and p.get("name") and p.get("value") is not None
-    }
-    return Product(
-        name=_text(item.get("name")),
-        brand=_text(item.get("brand")),
-        category=_text(item.get("category")),
-        price=price,
-        priceCurrency=_text(offer.get("priceCurrency")),
-        availability=availability,
-        sku=_text(item.get("sku")),
-        mpn=_text(item.get("mpn")),
-        gtin=_text(item.get("gtin13") or item.get("gtin") or item.get("gtin12") or item.get("gtin8")),
-        description=_text(item.get("description")),
-        image=_text(item.get("image")),
-        specs={**extra, **specs},
-    )
