@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from showroom.cli import extract_cmd
 from showroom.cli.client import GatewayClient, GatewayError
 from showroom.cli.stack import PORTAL_BRAND, Stack, StackConfig
 
@@ -199,6 +200,9 @@ def ask(
             print_answer(await client.ask(question, brand=brand, top_k=top_k))
 
     _run(run())
+
+
+app.command("extract")(extract_cmd.extract)
 
 
 def _run(coro: Any) -> None:
