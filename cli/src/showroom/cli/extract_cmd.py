@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from w3lib.encoding import html_to_unicode
 
-from showroom.common.events import Product
-from showroom.scraper.extract import extract as extract_page
+if TYPE_CHECKING:
+    from showroom.common.events import Product
 
 PRODUCT_KEYS = (
     "name",
@@ -46,6 +45,8 @@ def product_json(product: Product | None) -> dict[str, Any] | None:
 
 def read_page(page: Path) -> str:
     """The page's text, decoded the way a browser would (BOM, then ``<meta charset>``, else UTF-8)."""
+    from w3lib.encoding import html_to_unicode
+
     _, text = html_to_unicode(None, page.read_bytes())
     return text
 
@@ -63,6 +64,9 @@ def extract(
     except OSError as exc:
         print(f"showroom extract: cannot read {page}: {exc.strerror or exc}", file=sys.stderr)
         raise typer.Exit(1) from exc
+    # Imported here so the other commands don't pay for the extractor's libraries (about a second).
+    from showroom.scraper.extract import extract as extract_page
+
     result = extract_page(html, url)
     out = {"product": product_json(result.product), "markdown": result.markdown}
     sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
