@@ -541,3 +541,13 @@ def test_cli_missing_file_fails_with_a_message(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert result.stdout == ""
     assert f"no such file: {missing}" in result.stderr
+
+
+def test_a_lower_source_about_another_product_fills_nothing() -> None:
+    html = jsonld_page(
+        {"@type": "Product", "name": "Rokit 5 G4", "sku": "RP5G4"},
+        body='<h1>Rokit 5 G4</h1><div itemscope itemtype="https://schema.org/Product">'
+        '<span itemprop="name">Rokit 7 G4</span><meta itemprop="gtin13" content="0810058950022"></div>',
+    )
+    p = extract(html, "https://krk.example/rokit-5").product
+    assert p is not None and (p.name, p.sku, p.gtin) == ("Rokit 5 G4", "RP5G4", None)

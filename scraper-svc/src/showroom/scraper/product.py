@@ -935,60 +935,74 @@ def main_region(doc: HtmlElement) -> HtmlElement | None:
     return None
 
 
-def _region(root: HtmlElement, budget: int = 4000) -> list[HtmlElement]:
-    """Elements of the main region in document order, without boilerplate or other products' blocks,
-    up to about ``budget`` characters of text (the top of the page)."""
-    out: list[HtmlElement] = []
+@dataclass
+class _Block:
+    """One element of the main region and its visible text (``None`` when longer than ``_MAX_TEXT``)."""
+
+    el: HtmlElement
+    tag: str
+    attrs: str
+    text: str | None = None
+
+
+_MAX_TEXT = 120
+_BLOCK_TAGS = {
+    "address", "article", "br", "dd", "div", "dl", "dt", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6",
+    "hr", "li", "ol", "p", "section", "table", "tbody", "td", "th", "tr", "ul", "button", "label", "fieldset",
+}  # fmt: skip
+
+
+def _region(root: HtmlElement, budget: int = 4000) -> list[_Block]:
+    """Elements of the main region in document order, without boilerplate, hidden elements, struck prices or
+    other products' blocks, up to about ``budget`` characters of text (the top of the page).
+
+    One pass: each element's visible text is built from its children's, so the cost stays linear in the page.
+    """
+    blocks: list[_Block] = []
     seen = 0
     skip_header = root.tag == "body"
 
-    def walk(el: HtmlElement) -> bool:
+    def walk(el: HtmlElement) -> str | None:
         nonlocal seen
+        parts = [el.text or ""]
+        too_long = False
         for child in el:
-            if not isinstance(child.tag, str):
+            if seen > budget:
+                break
+            tag = child.tag.lower() if isinstance(child.tag, str) else ""
+            attrs = _attrs(child) if tag else ""
+            if (
+                not tag
+                or tag in _SKIP_TAGS
+                or (skip_header and tag == "header")
+                or _hidden(child)
+                or _NOISE_ATTR.search(attrs)
+                or child.get("role") in ("navigation", "dialog", "banner")
+            ):
+                parts.append(child.tail or "")
                 continue
-            tag = child.tag.lower()
-            if tag in _SKIP_TAGS or (skip_header and tag == "header") or _hidden(child):
-                continue
-            if _NOISE_ATTR.search(_attrs(child)) or child.get("role") in ("navigation", "dialog", "banner"):
-                continue
-            out.append(child)
+            block = _Block(child, tag, attrs)
+            blocks.append(block)
             seen += len((child.text or "").strip())
-            if seen > budget or not walk(child):
-                return False
+            block.text = walk(child)
+            if not _OLD_PRICE_ATTR.search(attrs):
+                if block.text is None:
+                    too_long = True
+                else:
+                    sep = " " if tag in _BLOCK_TAGS else ""
+                    parts.append(f"{sep}{block.text}{sep}")
+            parts.append(child.tail or "")
             seen += len((child.tail or "").strip())
-        return True
+        text = " ".join("".join(parts).split())
+        return None if too_long or len(text) > _MAX_TEXT else text
 
     walk(root)
-    return out
+    return blocks
 
 
 def _hidden(el: HtmlElement) -> bool:
     style = (el.get("style") or "").replace(" ", "").lower()
     return el.get("hidden") is not None or "display:none" in style or bool(_HIDDEN_ATTR.search(el.get("class") or ""))
-
-
-def _visible_text(el: HtmlElement) -> str:
-    """Text of ``el`` without struck-through old prices."""
-    parts: list[str] = []
-
-    def walk(node: HtmlElement) -> None:
-        if node.text:
-            parts.append(node.text)
-        for child in node:
-            if isinstance(child.tag, str) and (
-                child.tag.lower() in ("del", "s", "strike", "script", "style")
-                or _OLD_PRICE_ATTR.search(_attrs(child))
-                or _hidden(child)
-            ):
-                pass
-            elif isinstance(child.tag, str):
-                walk(child)
-            if child.tail:
-                parts.append(child.tail)
-
-    walk(el)
-    return " ".join(" ".join(parts).split())
 
 
 def _parse_price(text: str, lang: str) -> tuple[float | None, str | None]:
@@ -999,46 +1013,38 @@ def _parse_price(text: str, lang: str) -> tuple[float | None, str | None]:
     return value, currency(p.currency, lang) if p.currency else None
 
 
-def visible_price(elements: list[HtmlElement], lang: str) -> tuple[float | None, str | None]:
+def visible_price(blocks: list[_Block], lang: str) -> tuple[float | None, str | None]:
     """The first price in an element marked as a price, else the first short text with a currency sign."""
     bare: tuple[float | None, str | None] = (None, None)
-    for el in elements:
-        attrs = _attrs(el)
-        if not _PRICE_ATTR.search(attrs) or _OLD_PRICE_ATTR.search(attrs):
+    for b in blocks:
+        if not b.text or len(b.text) > 60 or not _PRICE_ATTR.search(b.attrs) or _OLD_PRICE_ATTR.search(b.attrs):
             continue
-        text = _visible_text(el)
-        if not text or len(text) > 60:
-            continue
-        value, cur = _parse_price(text, lang)
+        value, cur = _parse_price(b.text, lang)
         if value is not None and cur:
             return value, cur
         if value is not None and bare[0] is None:
             bare = (value, None)
     if bare[0] is not None:
         return bare
-    for el in elements:
-        text = _visible_text(el)
-        if 0 < len(text) <= 30 and _CURRENCY_MARK.search(text):
-            value, cur = _parse_price(text, lang)
+    for b in blocks:
+        if b.text and len(b.text) <= 30 and _CURRENCY_MARK.search(b.text) and not _OLD_PRICE_ATTR.search(b.attrs):
+            value, cur = _parse_price(b.text, lang)
             if value is not None and cur:
                 return value, cur
     return None, None
 
 
-def visible_availability(elements: list[HtmlElement]) -> str | None:
+def visible_availability(blocks: list[_Block]) -> str | None:
     """An availability phrase in a stock/availability element or a button, else in any short text."""
 
     def texts(marked: bool) -> Iterator[str]:
-        for el in elements:
-            tag = el.tag.lower() if isinstance(el.tag, str) else ""
-            is_marked = tag == "button" or bool(_STOCK_ATTR.search(_attrs(el)))
-            if marked and not is_marked:
+        for b in blocks:
+            if marked and not (b.tag == "button" or _STOCK_ATTR.search(b.attrs)):
                 continue
-            if tag == "input" and (el.get("type") or "").lower() in ("submit", "button"):
-                yield el.get("value") or ""
-            text = _visible_text(el)
-            if 0 < len(text) <= (120 if marked else 80):
-                yield text
+            if b.tag == "input" and (b.el.get("type") or "").lower() in ("submit", "button"):
+                yield b.el.get("value") or ""
+            if b.text and len(b.text) <= (_MAX_TEXT if marked else 80):
+                yield b.text
 
     for marked in (True, False):
         for text in texts(marked):
@@ -1047,24 +1053,23 @@ def visible_availability(elements: list[HtmlElement]) -> str | None:
     return None
 
 
-def has_buy_button(elements: list[HtmlElement]) -> bool:
-    for el in elements:
-        tag = el.tag.lower() if isinstance(el.tag, str) else ""
-        if tag in ("button", "input", "a") or tag == "form":
-            if _CART_ATTR.search(_attrs(el) + " " + (el.get("name") or "")):
-                return True
-            label = el.get("value") if tag == "input" else _visible_text(el)
-            if tag != "form" and label and len(label) <= 40 and _CART.search(label):
-                return True
+def has_buy_button(blocks: list[_Block]) -> bool:
+    for b in blocks:
+        if b.tag not in ("button", "input", "a", "form"):
+            continue
+        if _CART_ATTR.search(b.attrs + " " + (b.el.get("name") or "")):
+            return True
+        label = b.el.get("value") if b.tag == "input" else b.text
+        if b.tag != "form" and label and len(label) <= 40 and _CART.search(label):
+            return True
     return False
 
 
-def labelled_values(elements: list[HtmlElement], specs: dict[str, str]) -> dict[str, str]:
+def labelled_values(blocks: list[_Block], specs: dict[str, str]) -> dict[str, str]:
     """Identifiers and brand from ``Label: value`` texts and spec rows (``SKU: AB-12``, ``EAN``, ``品番``…)."""
     pairs: list[tuple[str, str]] = list(specs.items())
-    for el in elements:
-        text = _visible_text(el)
-        if len(text) <= 100 and (m := _LABELLED.match(text)):
+    for b in blocks:
+        if b.text and len(b.text) <= 100 and (m := _LABELLED.match(b.text)):
             pairs.append((m.group(1), m.group(2)))
     found: dict[str, str] = {}
     for label, value in pairs:
@@ -1097,13 +1102,13 @@ def heuristic_fields(
     """Fields from the visible page.  With ``require_signals`` (no structured product), ``None`` unless the page
     looks like a product page: a heading, a price and a buy button or an availability phrase."""
     root = main_region(doc)
-    elements = _region(root) if root is not None else []
+    blocks = _region(root) if root is not None else []
     name = heading(doc, root)
-    price, cur = visible_price(elements, lang)
-    avail = visible_availability(elements)
-    if require_signals and not (name and price is not None and (avail or has_buy_button(elements))):
+    price, cur = visible_price(blocks, lang)
+    avail = visible_availability(blocks)
+    if require_signals and not (name and price is not None and (avail or has_buy_button(blocks))):
         return None
-    labelled = labelled_values(elements, specs)
+    labelled = labelled_values(blocks, specs)
     return {
         "name": name,
         "brand": labelled.get("brand"),
@@ -1133,6 +1138,12 @@ def page_language(doc: HtmlElement) -> str:
     return str(found[0]).strip() if found else ""
 
 
+def _same_product(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.get("sku") and b.get("sku"):
+        return bool(a["sku"] == b["sku"])
+    return not (a.get("name") and b.get("name")) or _names_match(a["name"], b["name"])
+
+
 def extract_product(html: str, doc: HtmlElement, url: str, page_specs: dict[str, str]) -> Product | None:
     """The page's product, merged from every source by priority, or ``None`` for a page that isn't one.
 
@@ -1151,8 +1162,10 @@ def extract_product(html: str, doc: HtmlElement, url: str, page_specs: dict[str,
         if main is None:
             listing = listing or bool(products)
             continue
-        for item in (main, *same):
-            sources.append(item_fields(item, url, lang, preferred))
+        found = [item_fields(item, url, lang, preferred) for item in (main, *same)]
+        if sources and not _same_product(sources[0], found[0]):
+            continue  # a lower source describing some other product (a widget, a related item) fills nothing
+        sources.extend(found)
     structured = bool(sources)
     if og := opengraph_fields(tags, url, lang):
         sources.append(og)
