@@ -85,9 +85,12 @@ async def test_crawl_completes_with_exact_counts(crawled: dict[str, dict], brand
     assert status["counts"] == {
         "discovered": expected,
         "scraped": expected,
+        "unchanged": 0,
         "failed": 0,
         "skipped": len(brand_pages(brand, disallowed_paths())),
         "indexed": expected,
+        "queued": 0,
+        "in_flight": 0,
     }
 
 
@@ -137,3 +140,59 @@ async def test_status_of_an_unknown_crawl_is_404(stack: Stack) -> None:
         with pytest.raises(GatewayError) as err:
             await client.status("0" * 32)
     assert err.value.status == 404
+
+
+async def _stream_events(nats_url: str, stream: str, subject: str) -> list[dict]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info(stream)).state.messages
+        sub = await js.subscribe(subject, ordered_consumer=True)
+        events = []
+        for _ in range(total):
+            try:
+                msg = await sub.next_msg(timeout=2)
+            except nats.errors.TimeoutError:
+                break  # the rest are on other subjects of the stream
+            events.append(json.loads(msg.data))
+        await sub.unsubscribe()
+        return events
+    finally:
+        await nc.close()
+
+
+async def test_auto_render_spends_the_browser_only_on_javascript_pages(stack: Stack, crawled: dict[str, dict]) -> None:
+    events = await _stream_events(stack.config.nats_url, "PAGES", "page.scraped.*")
+    modes = {e["url"].removeprefix(stack.config.demo_url): e["fetch_mode"] for e in events}
+    product_paths = {p.path for p in products()}
+    assert {path for path, mode in modes.items() if mode == "browser"} == product_paths
+    assert all(mode == "http" for path, mode in modes.items() if path not in product_paths)
+
+
+async def test_recrawl_of_an_unchanged_site_re_embeds_nothing(stack: Stack, crawled: dict[str, dict]) -> None:
+    config = stack.config
+    indexed_before = len(await _stream_events(config.nats_url, "INDEX", "page.indexed.*"))
+    nc = await nats.connect(config.nats_url)
+    finished: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
+        await finished.put(json.loads(msg.data))
+
+    await nc.subscribe("crawl.finished.northwind", cb=on_finished)
+    try:
+        async with GatewayClient(config.gateway_url, config.api_key) as client:
+            crawl_id = await client.crawl("northwind", **config.demo_crawl_specs()["northwind"])
+            async with asyncio.timeout(CRAWL_TIMEOUT_S):
+                while (await finished.get())["crawl_id"] != crawl_id:
+                    pass
+            status = await client.status(crawl_id)
+    finally:
+        await nc.close()
+    expected = len(brand_pages("northwind", allowed_paths()))
+    assert status["status"] == "completed"
+    assert status["counts"]["unchanged"] == expected
+    assert status["counts"]["scraped"] == status["counts"]["indexed"] == 0
+    assert len(await _stream_events(config.nats_url, "INDEX", "page.indexed.*")) == indexed_before
+    unchanged = [e for e in await _stream_events(config.nats_url, "PAGES", "page.unchanged.northwind")
+                 if e["crawl_id"] == crawl_id]  # fmt: skip
+    assert len(unchanged) == expected

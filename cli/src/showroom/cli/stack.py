@@ -108,16 +108,21 @@ class StackConfig:
         from showroom.demo_site import catalog
 
         site = re.escape(self.demo_url)
+        # Our own local site: no need for the polite defaults meant for brands' servers.
+        local = {"host_concurrency": self.scraper_concurrency, "host_delay_ms": 0}
         specs: dict[str, dict[str, object]] = {
             b.slug: {
                 "start_urls": [f"{self.demo_url}/{b.slug}/"],
                 "include": [f"^{site}/{b.slug}/"],
                 "max_pages": 1000,
                 "max_depth": 10,
+                **local,
             }
             for b in catalog()
         }
-        specs[PORTAL_BRAND] = {"start_urls": [f"{self.demo_url}/"], "include": [f"^{site}/$"], "use_sitemaps": False}
+        specs[PORTAL_BRAND] = {
+            "start_urls": [f"{self.demo_url}/"], "include": [f"^{site}/$"], "use_sitemaps": False, **local,
+        }  # fmt: skip
         return specs
 
     def service_env(self, service: str) -> dict[str, str]:

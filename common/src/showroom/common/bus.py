@@ -8,13 +8,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsMessage
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from showroom.common.events import Event
+from showroom.common.events import DeadLetter, Event
 from showroom.common.telemetry import trace_id_var
+from showroom.common.topology import Streams, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,45 @@ async def publish_event(
     if msg_id:
         headers[MSG_ID_HEADER] = msg_id
     await broker.publish(event, subject, stream=stream, headers=headers, timeout=10)
+
+
+E = TypeVar("E", bound=Event)
+
+
+async def decode_or_dead_letter(broker: NatsBroker, msg: NatsMessage, model: type[E], service: str) -> E | None:
+    """The message as ``model``; or, when it can never be processed, a dead letter with the reason and ``None``.
+
+    Poison messages (unparseable, invalid, or written by a newer schema than
+    this code reads) must not be redelivered forever nor silently dropped:
+    they go to ``dlq.<service>`` where they can be inspected and re-driven.
+    """
+    raw = msg.raw_message
+    body = raw.data or b""
+    reason = None
+    try:
+        event = model.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
+        reason = f"invalid {model.__name__}: {first.get('msg')} at {'.'.join(map(str, first.get('loc', ())))}"
+    else:
+        if event.schema_version <= model.SCHEMA_VERSION:
+            return event
+        reason = f"unsupported schema_version {event.schema_version} (reads up to {model.SCHEMA_VERSION})"
+    try:
+        deliveries = raw.metadata.num_delivered
+    except Exception:  # not a JetStream message (core request/reply)
+        deliveries = 1
+    letter = DeadLetter(
+        service=service,
+        subject=raw.subject,
+        reason=reason[:500],
+        deliveries=deliveries or 1,
+        payload=body[:64_000].decode(errors="replace"),
+        headers={k: v for k, v in (raw.headers or {}).items() if k != MSG_ID_HEADER},
+    )
+    await publish_event(broker, letter, Subjects.dlq(service), stream=Streams.DLQ.name)
+    log.warning("dead-lettered a message on %s: %s", raw.subject, reason)
+    return None
 
 
 def bind_trace(event: Event) -> None:

@@ -21,13 +21,14 @@ from showroom.common.events import CrawlSpec, CrawlStatus, utcnow
 class CrawlCounts(BaseModel):
     discovered: int = Field(0, description="Unique in-scope URLs put on the frontier.")
     scraped: int = 0
+    unchanged: int = Field(0, description="Re-fetched pages whose content had not changed (not re-indexed).")
     failed: int = 0
     skipped: int = Field(0, description="Unique links not fetched: robots.txt, depth or page budget.")
     indexed: int = Field(0, description="Scraped pages whose chunks are searchable.")
 
     @property
     def fetched(self) -> int:
-        return self.scraped + self.failed
+        return self.scraped + self.unchanged + self.failed
 
     @property
     def in_progress(self) -> int:
@@ -59,7 +60,7 @@ class CrawlState(BaseModel):
             return False
         if c.fetched < c.discovered or c.indexed < c.scraped:
             return False
-        self.status = CrawlStatus.COMPLETED if c.scraped > 0 or c.discovered == 0 else CrawlStatus.FAILED
+        self.status = CrawlStatus.COMPLETED if c.scraped + c.unchanged > 0 else CrawlStatus.FAILED
         if self.status is CrawlStatus.FAILED:
             self.error = self.error or "no page could be fetched"
         self.finished_at = utcnow()

@@ -54,8 +54,15 @@ class Event(BaseModel):
 
 
 class RenderMode(StrEnum):
+    AUTO = "auto"
+    """Plain HTTP first; Chromium only when the page needs it (remembered per URL pattern)."""
     ALWAYS = "always"
     NEVER = "never"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
 
 
 class CrawlStatus(StrEnum):
@@ -90,8 +97,22 @@ class CrawlSpec(BaseModel):
     exclude: list[str] = Field(default_factory=list, max_length=20, description="Regexes of URLs never to crawl.")
     max_pages: int = Field(default=500, ge=1, le=100_000)
     max_depth: int = Field(default=5, ge=0, le=50)
-    render: RenderMode = RenderMode.ALWAYS
+    render: RenderMode = RenderMode.AUTO
     use_sitemaps: bool = Field(default=True, description="Seed the frontier from robots.txt sitemaps.")
+    priority: Priority = Field(default=Priority.NORMAL, description="High-priority crawls have their own capacity.")
+    host_concurrency: int = Field(
+        default=2, ge=1, le=32, description="Fetches in flight per host, all scrapers together."
+    )
+    host_delay_ms: int = Field(
+        default=500,
+        ge=0,
+        le=60_000,
+        description="Minimum time between fetch starts on one host (robots.txt crawl-delay wins if longer).",
+    )
+    block_resources: list[Literal["image", "font", "media", "stylesheet"]] = Field(
+        default_factory=lambda: ["image", "font", "media"],
+        description="Resource types the browser does not load for this crawl.",
+    )
 
     @field_validator("include", "exclude")
     @classmethod
@@ -110,6 +131,12 @@ class CrawlRequested(Event):
     EVENT_TYPE: ClassVar[str] = "crawl.requested"
     crawl_id: str
     spec: CrawlSpec
+
+
+class CrawlCancelled(Event):
+    EVENT_TYPE: ClassVar[str] = "crawl.cancelled"
+    crawl_id: str
+    brand: str
 
 
 class CrawlFinished(Event):
@@ -131,6 +158,7 @@ class FetchTask(Event):
     url: str
     depth: int
     parent_url: str | None = None
+    priority: Priority = Priority.NORMAL
 
 
 class Product(BaseModel):
@@ -173,6 +201,23 @@ class PageScraped(Event):
         description="URLs this page added to the frontier (the crawl's `discovered` grows by these).",
     )
     skipped_links: int = Field(default=0, description="Links first seen here and skipped (robots, depth, budget).")
+
+
+class PageUnchanged(Event):
+    """A re-fetched page whose content is what the index already has: nothing to re-embed."""
+
+    EVENT_TYPE: ClassVar[str] = "page.unchanged"
+    crawl_id: str
+    brand: str
+    url: str
+    depth: int
+    content_hash: str
+    fetch_mode: Literal["browser", "http"]
+    fetched_at: datetime = Field(default_factory=utcnow)
+    fetch_ms: float = 0.0
+    not_modified: bool = Field(description="True when the server answered 304 to a conditional request.")
+    new_links: list[str] = Field(default_factory=list)
+    skipped_links: int = 0
 
 
 class PageFailed(Event):

@@ -6,9 +6,9 @@ can start in any order and a fresh server needs no manual setup.
 
 Streams
 -------
-CRAWLS    ``crawl.requested.<brand>``, ``crawl.finished.<brand>``       crawl jobs and their outcome
-FRONTIER  ``frontier.<host>``                                          fetch tasks (work queue)
-PAGES     ``page.scraped.<brand>``, ``page.failed.<brand>``            the source of truth replay reads
+CRAWLS    ``crawl.{requested,cancelled,finished}.<brand>``              crawl jobs and their outcome
+FRONTIER  ``frontier.<priority>.<host>``                               fetch tasks (work queue)
+PAGES     ``page.{scraped,unchanged,failed}.<brand>``                  the source of truth replay reads
 INDEX     ``page.indexed.<brand>``                                     what reached the search index
 ANSWERS   ``rag.answered``                                             audit of questions and answers
 DLQ       ``dlq.<service>``                                            poison messages with the reason
@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -53,12 +54,20 @@ class Subjects:
         return f"crawl.finished.{brand}"
 
     @staticmethod
-    def frontier(host: str) -> str:
-        return f"frontier.{host_token(host)}"
+    def crawl_cancelled(brand: str) -> str:
+        return f"crawl.cancelled.{brand}"
+
+    @staticmethod
+    def frontier(priority: str, host: str) -> str:
+        return f"frontier.{priority}.{host_token(host)}"
 
     @staticmethod
     def page_scraped(brand: str) -> str:
         return f"page.scraped.{brand}"
+
+    @staticmethod
+    def page_unchanged(brand: str) -> str:
+        return f"page.unchanged.{brand}"
 
     @staticmethod
     def page_failed(brand: str) -> str:
@@ -117,21 +126,21 @@ class BucketSpec:
 class Streams:
     CRAWLS = StreamSpec(
         "CRAWLS",
-        ["crawl.requested.*", "crawl.finished.*"],
+        ["crawl.requested.*", "crawl.cancelled.*", "crawl.finished.*"],
         max_age=90 * DAY,
         description="Crawl jobs and their outcome",
     )
     FRONTIER = StreamSpec(
         "FRONTIER",
-        ["frontier.*"],
+        ["frontier.*.*"],
         retention=RetentionPolicy.WORK_QUEUE,
-        description="Fetch tasks, one subject per host",
+        description="Fetch tasks, one subject per priority and host",
     )
     # A long dedup window makes a page event published twice (a scraper that
     # crashed after publishing but before acking its task) count once.
     PAGES = StreamSpec(
         "PAGES",
-        ["page.scraped.*", "page.failed.*"],
+        ["page.scraped.*", "page.unchanged.*", "page.failed.*"],
         duplicate_window=600.0,
         description="Every fetched page: the source of truth that replay reads",
     )
@@ -153,8 +162,17 @@ class Buckets:
     CRAWL_URLS = BucketSpec(
         "crawl_urls", ttl=30 * DAY, description="<crawl_id>.<url key> -> URL state; per-crawl dedup"
     )
+    PAGES = BucketSpec("pages", description="<url key> -> content hash, ETag, Last-Modified, links; change detection")
+    HOSTS = BucketSpec("hosts", ttl=DAY, description="<host> -> fetch leases and next start time; per-host politeness")
+    RENDER_HINTS = BucketSpec("render_hints", ttl=30 * DAY, description="<url pattern key> -> http|browser")
+    INFLIGHT = BucketSpec("crawl_inflight", ttl=DAY, description="<crawl_id>.<scraper instance> -> pages in flight")
 
-    ALL = (CRAWLS, CRAWL_URLS)
+    ALL = (CRAWLS, CRAWL_URLS, PAGES, HOSTS, RENDER_HINTS, INFLIGHT)
+
+
+class ObjectStores:
+    HTML = "html"
+    """content hash -> raw HTML, so pages can be re-extracted without re-crawling."""
 
 
 class Durables:
@@ -162,6 +180,7 @@ class Durables:
 
     SCRAPER_CRAWLS = "scraper-crawls"
     SCRAPER_FRONTIER = "scraper-frontier"
+    SCRAPER_FRONTIER_HIGH = "scraper-frontier-high"
     TRACKER_PAGES = "tracker-pages"
     TRACKER_INDEX = "tracker-index"
     INDEXER_PAGES = "indexer-pages"
@@ -214,6 +233,17 @@ async def ensure_topology(js: JetStreamContext, replicas: int = 1) -> Topology:
                 )
             )
             topo.created.append(f"kv:{bucket.name}")
+    try:
+        await js.object_store(ObjectStores.HTML)
+    except Exception:  # not found; nats-py's error class differs by version
+        await js.create_object_store(
+            ObjectStores.HTML,
+            config=ObjectStoreConfig(
+                bucket=ObjectStores.HTML, description="Raw HTML by content hash", replicas=replicas,
+                storage=StorageType.FILE,
+            ),
+        )  # fmt: skip
+        topo.created.append(f"obj:{ObjectStores.HTML}")
     if topo.created:
         log.info("created %s", ", ".join(topo.created))
     return topo

@@ -24,16 +24,20 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from showroom.common.bus import bind_trace, kv_get, make_broker, publish_event
+from showroom.common.bus import bind_trace, kv_get, kv_update, make_broker, publish_event
 from showroom.common.crawls import CrawlCounts, CrawlState
 from showroom.common.events import (
     Answer,
     AskRequest,
+    CrawlCancelled,
+    CrawlFinished,
     CrawlRequested,
     CrawlSpec,
     CrawlStatus,
     new_id,
+    utcnow,
 )
+from showroom.common.inflight import inflight_total
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.settings import GatewaySettings
 
@@ -48,11 +52,16 @@ class CrawlAccepted(BaseModel):
     status_url: str
 
 
+class CrawlProgress(CrawlCounts):
+    queued: int = Field(0, description="Discovered, not yet being fetched.")
+    in_flight: int = Field(0, description="Being fetched right now, over all scrapers.")
+
+
 class CrawlPublic(BaseModel):
     crawl_id: str
     brand: str
     status: CrawlStatus
-    counts: CrawlCounts
+    counts: CrawlProgress
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -75,6 +84,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         js = broker.config.connection_state.stream
         await ensure_topology(js, replicas=settings.stream_replicas)
         state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
+        state["inflight"] = await js.key_value(Buckets.INFLIGHT.name)
         try:
             yield
         finally:
@@ -151,12 +161,57 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     async def get_crawl(crawl_id: str) -> CrawlPublic:
         """A crawl's status and exact counts."""
+        record = await _load(crawl_id)
+        public = CrawlPublic.model_validate(record, from_attributes=True)
+        if not record.status.is_final:
+            in_flight = await inflight_total(state["inflight"], crawl_id)
+            public.counts.in_flight = min(in_flight, record.counts.in_progress)
+            public.counts.queued = max(0, record.counts.in_progress - public.counts.in_flight)
+        return public
+
+    @app.delete(
+        "/v1/crawls/{crawl_id}",
+        dependencies=authed,
+        response_model=CrawlPublic,
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+        tags=["crawls"],
+    )
+    async def cancel_crawl(crawl_id: str) -> CrawlPublic:
+        """Cancel a crawl: scrapers stop taking its pages within seconds; what was indexed stays."""
+        await _load(crawl_id)
+
+        def cancel(current: CrawlState | None) -> CrawlState | None:
+            if current is None or current.status.is_final:
+                return None
+            current.status = CrawlStatus.CANCELLED
+            current.finished_at = utcnow()
+            return current
+
+        record = await kv_update(state["crawls"], crawl_id, CrawlState, cancel)
+        if record is None:
+            current = await _load(crawl_id)
+            raise HTTPException(status.HTTP_409_CONFLICT, f"crawl {crawl_id} is already {current.status.value}")
+        brand, trace = record.brand, record.trace_id
+        await publish_event(
+            broker, CrawlCancelled(crawl_id=crawl_id, brand=brand, trace_id=trace),
+            Subjects.crawl_cancelled(brand), stream=Streams.CRAWLS.name, msg_id=f"{crawl_id}.cancelled",
+        )  # fmt: skip
+        finished = CrawlFinished(
+            crawl_id=crawl_id, brand=brand, trace_id=trace, status=record.status, counts=record.counts.model_dump()
+        )
+        await publish_event(
+            broker, finished, Subjects.crawl_finished(brand), stream=Streams.CRAWLS.name, msg_id=f"{crawl_id}.finished"
+        )
+        log.info("crawl %s cancelled", crawl_id)
+        return CrawlPublic.model_validate(record, from_attributes=True)
+
+    async def _load(crawl_id: str) -> CrawlState:
         if not crawl_id.isalnum() or len(crawl_id) > 64:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
         record, _ = await kv_get(state["crawls"], crawl_id, CrawlState)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
-        return CrawlPublic.model_validate(record, from_attributes=True)
+        return record
 
     @app.post(
         "/v1/ask",

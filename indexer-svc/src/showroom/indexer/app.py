@@ -7,7 +7,7 @@ import logging
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
-from showroom.common.bus import bind_trace, make_broker, publish_event
+from showroom.common.bus import bind_trace, decode_or_dead_letter, make_broker, publish_event
 from showroom.common.events import PageScraped, SearchRequest, SearchResponse
 from showroom.common.service import build_app
 from showroom.common.topology import Durables, QueueGroups, Streams, Subjects
@@ -19,7 +19,8 @@ from showroom.indexer.store import ChunkStore
 log = logging.getLogger(__name__)
 
 settings = IndexerSettings()
-broker = make_broker(settings.nats_servers, "indexer-svc")
+SERVICE = "indexer-svc"
+broker = make_broker(settings.nats_servers, SERVICE)
 _deps: dict[str, Indexer] = {}
 
 
@@ -31,7 +32,10 @@ _deps: dict[str, Indexer] = {}
     config=ConsumerConfig(max_deliver=5, ack_wait=120, max_ack_pending=256),
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
-async def on_page_scraped(page: PageScraped, msg: NatsMessage) -> None:
+async def on_page_scraped(msg: NatsMessage) -> None:
+    page = await decode_or_dead_letter(broker, msg, PageScraped, SERVICE)
+    if page is None:
+        return
     bind_trace(page)
     indexed = await _deps["indexer"].index_page(page)
     # Keyed by the page event's stream sequence: a redelivered page event announces its indexing once.

@@ -49,11 +49,8 @@ class ChunkStore:
                 vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
                 metadata=meta,
             )
-            for field, schema in (
-                ("url", models.PayloadSchemaType.KEYWORD),
-                ("brand", models.PayloadSchemaType.KEYWORD),
-            ):
-                await self.client.create_payload_index(self.collection, field, field_schema=schema)
+            for field in ("url", "brand") if self.payload_indexes else ():
+                await self.client.create_payload_index(self.collection, field, models.PayloadSchemaType.KEYWORD)
             return
         info = await self.client.get_collection(self.collection)
         found = dict(info.config.metadata or {})

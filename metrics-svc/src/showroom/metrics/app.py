@@ -20,6 +20,7 @@ from showroom.common.events import (
     PageFailed,
     PageIndexed,
     PageScraped,
+    PageUnchanged,
     QuestionAnswered,
 )
 from showroom.common.service import build_app
@@ -36,6 +37,7 @@ _BY_PREFIX = {
     "crawl.requested.": CrawlRequested,
     "crawl.finished.": CrawlFinished,
     "page.scraped.": PageScraped,
+    "page.unchanged.": PageUnchanged,
     "page.failed.": PageFailed,
     "page.indexed.": PageIndexed,
     "rag.answered": QuestionAnswered,

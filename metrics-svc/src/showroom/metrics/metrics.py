@@ -10,12 +10,18 @@ from showroom.common.events import (
     PageFailed,
     PageIndexed,
     PageScraped,
+    PageUnchanged,
     QuestionAnswered,
 )
 
 CRAWLS_REQUESTED = Counter("showroom_crawls_requested_total", "Crawl requests accepted", ["brand"])
 CRAWLS_FINISHED = Counter("showroom_crawls_finished_total", "Crawls that reached a final status", ["brand", "status"])
 PAGES_SCRAPED = Counter("showroom_pages_scraped_total", "Pages fetched and extracted", ["brand", "fetch_mode"])
+PAGES_UNCHANGED = Counter(
+    "showroom_pages_unchanged_total",
+    "Re-fetched pages whose content had not changed",
+    ["brand", "not_modified"],
+)
 PAGES_FAILED = Counter("showroom_pages_failed_total", "Pages given up on", ["brand", "reason"])
 PAGES_INDEXED = Counter("showroom_pages_indexed_total", "Pages whose chunks are searchable", ["brand"])
 CHUNKS_INDEXED = Counter("showroom_chunks_indexed_total", "Chunks written to the index", ["brand"])
@@ -50,6 +56,9 @@ def observe(event: object) -> None:
         case PageScraped():
             PAGES_SCRAPED.labels(event.brand, event.fetch_mode).inc()
             BYTES_FETCHED.labels(event.brand).inc(event.bytes)
+            FETCH_SECONDS.labels(event.fetch_mode).observe(event.fetch_ms / 1000)
+        case PageUnchanged():
+            PAGES_UNCHANGED.labels(event.brand, str(event.not_modified).lower()).inc()
             FETCH_SECONDS.labels(event.fetch_mode).observe(event.fetch_ms / 1000)
         case PageFailed():
             PAGES_FAILED.labels(event.brand, event.reason).inc()

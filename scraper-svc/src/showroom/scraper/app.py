@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-import random
 
 import httpx
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
-from showroom.common.bus import bind_trace, make_broker
-from showroom.common.events import CrawlRequested, FetchTask, PageFailed, PageIndexed, PageScraped
+from showroom.common.bus import bind_trace, decode_or_dead_letter, make_broker
+from showroom.common.events import CrawlRequested, FetchTask, PageFailed, PageIndexed, PageScraped, PageUnchanged
+from showroom.common.inflight import InflightCounter
 from showroom.common.service import build_app
-from showroom.common.topology import Buckets, Durables, Streams
+from showroom.common.topology import Buckets, Durables, ObjectStores, Streams
 from showroom.scraper.browser import BrowserPool
-from showroom.scraper.crawler import Crawler
-from showroom.scraper.errors import TransientFetchError
+from showroom.scraper.crawler import SERVICE, Crawler
+from showroom.scraper.errors import RetryLater
+from showroom.scraper.fetching import Fetcher
+from showroom.scraper.politeness import HostGate
 from showroom.scraper.robots import RobotsCache
 from showroom.scraper.settings import ScraperSettings
 from showroom.scraper.ssrf import SsrfGuard
@@ -25,7 +27,7 @@ from showroom.scraper.tracker import CrawlTracker
 log = logging.getLogger(__name__)
 
 settings = ScraperSettings()
-broker = make_broker(settings.nats_servers, "scraper-svc")
+broker = make_broker(settings.nats_servers, SERVICE)
 _deps: dict[str, object] = {}
 
 
@@ -37,83 +39,102 @@ def tracker() -> CrawlTracker:
     return _deps["tracker"]  # type: ignore[return-value]
 
 
-def _stream(spec: object) -> JStream:
-    return JStream(spec.name, declare=False)  # type: ignore[attr-defined]
+def _stream(name: str) -> JStream:
+    return JStream(name, declare=False)
 
 
 @broker.subscriber(
     "crawl.requested.*",
-    stream=_stream(Streams.CRAWLS),
+    stream=_stream(Streams.CRAWLS.name),
     durable=Durables.SCRAPER_CRAWLS,
     pull_sub=PullSub(batch_size=1, timeout=5),
     config=ConsumerConfig(max_deliver=5, ack_wait=120),
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
-async def on_crawl_requested(event: CrawlRequested) -> None:
-    bind_trace(event)
-    await crawler().seed(event)
+async def on_crawl_requested(msg: NatsMessage) -> None:
+    if event := await decode_or_dead_letter(broker, msg, CrawlRequested, SERVICE):
+        bind_trace(event)
+        await crawler().seed(event)
+
+
+async def _fetch(msg: NatsMessage) -> None:
+    task = await decode_or_dead_letter(broker, msg, FetchTask, SERVICE)
+    if task is None:
+        return
+    bind_trace(task)
+    try:
+        await crawler().process(task)
+    except RetryLater as later:
+        # Back to the frontier for a while; the URL's own attempt count bounds retries, not redeliveries.
+        log.debug("%s deferred %.2fs: %s", task.url, later.wait, later.why)
+        raise NackMessage(delay=later.wait) from later
+
+
+# Tasks are acked after their page event is stored; ack_wait exceeds the slowest page's fetch so a
+# page in progress is not handed to a second scraper, and a killed scraper's tasks come back after it.
+_FRONTIER = {
+    "pull_sub": PullSub(batch_size=settings.concurrency, timeout=5),
+    "max_workers": settings.concurrency,
+    "config": ConsumerConfig(ack_wait=max(60, 3 * settings.nav_timeout_ms // 1000), max_ack_pending=1000),
+    "ack_policy": AckPolicy.NACK_ON_ERROR,
+}
 
 
 @broker.subscriber(
-    "frontier.*",
-    stream=_stream(Streams.FRONTIER),
-    durable=Durables.SCRAPER_FRONTIER,
-    pull_sub=PullSub(batch_size=settings.concurrency, timeout=5),
-    max_workers=settings.concurrency,
-    # A task whose page outlives ack_wait is redelivered to another scraper; keep it above the nav timeout.
-    config=ConsumerConfig(ack_wait=max(60, settings.nav_timeout_ms // 1000 * 3), max_ack_pending=1000),
-    ack_policy=AckPolicy.NACK_ON_ERROR,
+    "frontier.normal.*", stream=_stream(Streams.FRONTIER.name), durable=Durables.SCRAPER_FRONTIER, **_FRONTIER
 )
-async def on_fetch_task(task: FetchTask, msg: NatsMessage) -> None:
-    bind_trace(task)
-    deliveries = msg.raw_message.metadata.num_delivered
-    try:
-        await crawler().process(task, deliveries)
-    except TransientFetchError as exc:
-        delay = exc.retry_after or settings.retry_base_s * 2 ** (deliveries - 1)
-        delay = min(delay * random.uniform(0.8, 1.2), 300)
-        log.info("retrying %s in %.1fs (attempt %d): %s", task.url, delay, deliveries, exc)
-        raise NackMessage(delay=delay) from exc
+async def on_fetch_task(msg: NatsMessage) -> None:
+    await _fetch(msg)
+
+
+@broker.subscriber(
+    "frontier.high.*", stream=_stream(Streams.FRONTIER.name), durable=Durables.SCRAPER_FRONTIER_HIGH, **_FRONTIER
+)
+async def on_fetch_task_high(msg: NatsMessage) -> None:
+    """High-priority crawls have workers of their own, so a big normal crawl cannot starve them."""
+    await _fetch(msg)
 
 
 _ORDERED = ConsumerConfig(max_ack_pending=1, max_deliver=-1, ack_wait=30)
+_PAGE_EVENTS = {"page.scraped.": PageScraped, "page.unchanged.": PageUnchanged, "page.failed.": PageFailed}
 
 
 @broker.subscriber(
     "page.*.*",
-    stream=_stream(Streams.PAGES),
+    stream=_stream(Streams.PAGES.name),
     durable=Durables.TRACKER_PAGES,
     pull_sub=PullSub(batch_size=1, timeout=5),
     config=_ORDERED,
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
-async def track_page(body: dict[str, object], msg: NatsMessage) -> None:
+async def track_page(msg: NatsMessage) -> None:
     subject = msg.raw_message.subject
-    event = PageScraped.model_validate(body) if subject.startswith("page.scraped.") else PageFailed.model_validate(body)
-    bind_trace(event)
-    await tracker().on_page(event, msg.raw_message.metadata.sequence.stream)
+    model = next(m for prefix, m in _PAGE_EVENTS.items() if subject.startswith(prefix))
+    if event := await decode_or_dead_letter(broker, msg, model, "tracker"):
+        bind_trace(event)
+        await tracker().on_page(event, msg.raw_message.metadata.sequence.stream)
 
 
 @broker.subscriber(
     "page.indexed.*",
-    stream=_stream(Streams.INDEX),
+    stream=_stream(Streams.INDEX.name),
     durable=Durables.TRACKER_INDEX,
     pull_sub=PullSub(batch_size=1, timeout=5),
     config=_ORDERED,
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
-async def track_indexed(event: PageIndexed, msg: NatsMessage) -> None:
-    bind_trace(event)
-    await tracker().on_indexed(event, msg.raw_message.metadata.sequence.stream)
+async def track_indexed(msg: NatsMessage) -> None:
+    if event := await decode_or_dead_letter(broker, msg, PageIndexed, "tracker"):
+        bind_trace(event)
+        await tracker().on_indexed(event, msg.raw_message.metadata.sequence.stream)
 
 
 async def start_dependencies() -> None:
     js = broker.config.connection_state.stream
-    crawls = await js.key_value(Buckets.CRAWLS.name)
-    urls = await js.key_value(Buckets.CRAWL_URLS.name)
+    kv = {b.name: await js.key_value(b.name) for b in Buckets.ALL}
     guard = SsrfGuard(settings.ssrf_allow_hosts)
     http = httpx.AsyncClient(
-        headers={"User-Agent": settings.user_agent}, timeout=settings.http_timeout_s, max_redirects=10
+        headers={"User-Agent": settings.user_agent}, timeout=settings.http_timeout_s, follow_redirects=False
     )
     pool = None
     if settings.browser:
@@ -127,24 +148,40 @@ async def start_dependencies() -> None:
             recycle_after=settings.recycle_after,
         )
         await pool.start()
+    inflight = InflightCounter(kv[Buckets.INFLIGHT.name])
+    inflight.start()
     _deps.update(
         http=http,
         browser=pool,
+        inflight=inflight,
         crawler=Crawler(
             broker=broker,
-            crawls=crawls,
-            urls=urls,
-            browser=pool,
+            crawls=kv[Buckets.CRAWLS.name],
+            urls=kv[Buckets.CRAWL_URLS.name],
+            pages=kv[Buckets.PAGES.name],
+            html_store=await js.object_store(ObjectStores.HTML),
+            fetcher=Fetcher(
+                http=http,
+                browser=pool,
+                guard=guard,
+                hints=kv[Buckets.RENDER_HINTS.name],
+                max_bytes=settings.max_page_bytes,
+            ),
+            gate=HostGate(kv[Buckets.HOSTS.name]),
+            inflight=inflight,
             http=http,
             robots=RobotsCache(http, guard, settings.user_agent),
             guard=guard,
-            max_deliveries=settings.max_deliveries,
+            max_attempts=settings.max_attempts,
+            retry_base_s=settings.retry_base_s,
         ),
-        tracker=CrawlTracker(broker, crawls),
+        tracker=CrawlTracker(broker, kv[Buckets.CRAWLS.name]),
     )
 
 
 async def stop_dependencies() -> None:
+    if inflight := _deps.get("inflight"):
+        await inflight.stop()  # type: ignore[attr-defined]
     if pool := _deps.get("browser"):
         await pool.stop()  # type: ignore[attr-defined]
     if http := _deps.get("http"):

@@ -49,6 +49,8 @@ class Rendered:
     html: str
     links: list[str]
     fetch_ms: float
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _Slot:
     page: Page
     navigations: int = 0
     scope: Scope | None = None
+    block: frozenset[str] = frozenset()
 
 
 class BrowserPool:
@@ -126,6 +129,9 @@ class BrowserPool:
             slot = self._by_page.get(request.frame.page)
         url = request.url
         allowed = slot is not None and slot.scope is not None and slot.scope.allows(url)
+        if allowed and slot is not None and request.resource_type in slot.block:
+            await route.abort("blockedbyclient")
+            return
         if allowed and url.startswith(("http://", "https://")):
             try:
                 await self.guard.check(urlsplit(url).hostname or "")
@@ -138,9 +144,13 @@ class BrowserPool:
             return
         await route.continue_()
 
-    async def render(self, url: str, scope: Scope) -> Rendered:
-        """Load ``url`` in a pooled page and return its rendered DOM and links."""
+    async def render(self, url: str, scope: Scope, block: frozenset[str] = frozenset()) -> Rendered:
+        """Load ``url`` in a pooled page and return its rendered DOM and links.
+
+        ``block`` names resource types (image, font, media, stylesheet) not to load.
+        """
         slot = await self._slots.get()
+        slot.block = block
         try:
             return await self._render_in(slot, url, scope)
         except TransientFetchError:
@@ -186,7 +196,11 @@ class BrowserPool:
             links = await slot.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
         except PlaywrightError as exc:
             raise TransientFetchError("browser_error", str(exc).splitlines()[0][:300]) from exc
-        return Rendered(url, final_url, status, html, links, (time.perf_counter() - t0) * 1000)
+        headers = response.headers if response is not None else {}
+        return Rendered(
+            url, final_url, status, html, links, (time.perf_counter() - t0) * 1000,
+            headers.get("etag"), headers.get("last-modified"),
+        )  # fmt: skip
 
     async def _replace(self, slot: _Slot) -> _Slot:
         self._by_page.pop(slot.page, None)

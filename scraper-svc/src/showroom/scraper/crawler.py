@@ -6,11 +6,15 @@ Exactly-once bookkeeping, without a coordinator:
   atomic, first-writer-wins operation) by whichever page first links to it.
   The value names that parent, so a parent whose task is redelivered after a
   crash recognises the links it claimed and enqueues them again (the
-  frontier's message-id dedup drops the copies).
+  frontier's message-id dedup drops the copies).  The same key counts the
+  URL's fetch attempts, so retries are bounded however often the task is
+  redelivered (politeness deferrals are redeliveries too, and don't count).
 * A page's event lists the links it claimed (``new_links``) and is published
   *before* those links reach the frontier, so the tracker, reading PAGES in
   order, always counts a URL as discovered before it sees its result.
 * Event publishes carry a message id, so a retried publish is stored once.
+* The ``pages`` record (hash, validators, links) is written *after* the page
+  event: a crash in between re-publishes the event rather than losing it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,22 +31,28 @@ import httpx
 from faststream.nats import NatsBroker
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from showroom.common.bus import kv_get, kv_update, publish_event
 from showroom.common.crawls import CrawlState
 from showroom.common.events import (
     CrawlRequested,
+    CrawlSpec,
     CrawlStatus,
+    DeadLetter,
     FetchTask,
     PageFailed,
     PageScraped,
-    RenderMode,
+    PageUnchanged,
+    Priority,
     utcnow,
 )
+from showroom.common.inflight import InflightCounter
 from showroom.common.topology import Streams, Subjects, url_key
-from showroom.scraper.browser import BrowserPool
-from showroom.scraper.errors import FetchError, PermanentFetchError, TransientFetchError
+from showroom.scraper.errors import FetchError, PermanentFetchError, RetryLater, TransientFetchError
 from showroom.scraper.extract import extract
+from showroom.scraper.fetching import Fetched, Fetcher, PageRecord
+from showroom.scraper.politeness import HostGate
 from showroom.scraper.robots import RobotsCache, read_sitemap_urls
 from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope, host_of, normalize_url
@@ -48,6 +60,11 @@ from showroom.scraper.urls import Scope, host_of, normalize_url
 log = logging.getLogger(__name__)
 
 SEED_PARENT = "seed"
+SERVICE = "scraper-svc"
+MAX_URL_LENGTH = 2048
+MAX_QUERY_PARAMS = 12
+MAX_QUERY_VARIANTS = 50
+"""Distinct query strings one path may have in a crawl: bounds calendars and ever-growing filters."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,13 @@ class Outcome:
     """What happened to one fetch task (for logs and tests)."""
 
     url: str
-    status: str  # scraped | failed | duplicate | retry
+    status: str  # scraped | unchanged | failed | duplicate | dropped
+
+
+@dataclass
+class _CachedCrawl:
+    state: CrawlState
+    at: float
 
 
 class Crawler:
@@ -65,21 +88,33 @@ class Crawler:
         broker: NatsBroker,
         crawls: KeyValue,
         urls: KeyValue,
-        browser: BrowserPool | None,
+        pages: KeyValue,
+        html_store: ObjectStore | None,
+        fetcher: Fetcher,
+        gate: HostGate,
+        inflight: InflightCounter,
         http: httpx.AsyncClient,
         robots: RobotsCache,
         guard: SsrfGuard,
-        max_deliveries: int,
+        max_attempts: int,
+        retry_base_s: float = 1.0,
+        status_ttl_s: float = 2.0,
     ) -> None:
         self.broker = broker
         self.crawls = crawls
         self.urls = urls
-        self.browser = browser
+        self.pages = pages
+        self.html_store = html_store
+        self.fetcher = fetcher
+        self.gate = gate
+        self.inflight = inflight
         self.http = http
         self.robots = robots
         self.guard = guard
-        self.max_deliveries = max_deliveries
-        self._specs: dict[str, CrawlState] = {}
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.status_ttl_s = status_ttl_s
+        self._crawls: dict[str, _CachedCrawl] = {}
 
     # -- seeding -------------------------------------------------------------
 
@@ -96,9 +131,7 @@ class Crawler:
             for origin in origins:
                 for sitemap in await self.robots.sitemaps(origin):
                     candidates += await read_sitemap_urls(self.http, self.guard, sitemap, limit=spec.max_pages)
-        claimed, skipped = await self._claim(
-            event.crawl_id, SEED_PARENT, candidates, depth=0, max_depth=spec.max_depth, scope=scope
-        )
+        claimed, skipped = await self._claim(event.crawl_id, SEED_PARENT, candidates, 0, spec.max_depth, scope)
 
         def start(state: CrawlState | None) -> CrawlState | None:
             if state is None or state.seeded or state.status.is_final:
@@ -116,138 +149,155 @@ class Crawler:
 
         await kv_update(self.crawls, event.crawl_id, CrawlState, start)
         log.info("crawl %s seeded with %d URLs (%d skipped)", event.crawl_id, len(claimed), skipped)
-        await self._enqueue(event.crawl_id, spec.brand, claimed, depth=0, parent=None, trace_id=event.trace_id)
+        await self._enqueue(event.crawl_id, spec.brand, claimed, 0, None, event.trace_id, spec.priority)
 
     # -- fetching ------------------------------------------------------------
 
-    async def process(self, task: FetchTask, deliveries: int) -> Outcome:
-        """Fetch one URL and publish its page event.  Raises TransientFetchError to ask for a retry."""
+    async def process(self, task: FetchTask) -> Outcome:
+        """Fetch one URL and publish its page event.
+
+        Raises RetryLater when the task should come back later: the host is
+        busy, or the fetch failed in a way worth retrying.
+        """
         key = f"{task.crawl_id}.{url_key(task.url)}"
         url_state = await self._url_state(key)
         if url_state.get("state") == "done":
             return Outcome(task.url, "duplicate")
         crawl = await self._crawl(task.crawl_id)
-        if crawl is None:
-            log.warning("task for unknown crawl %s dropped: %s", task.crawl_id, task.url)
-            return Outcome(task.url, "duplicate")
+        if crawl is None or crawl.status.is_final:
+            # Cancelled (or unknown): drain the task without fetching.
+            return Outcome(task.url, "dropped")
         spec = crawl.spec
-        scope = Scope.of(spec)
+        host = host_of(task.url)
+        delay = max(spec.host_delay_ms / 1000, await self.robots.crawl_delay(task.url))
+        lease = await self.gate.acquire(host, spec.host_concurrency, delay)
+        attempts = int(url_state.get("attempts", 0)) + 1
+        await self.urls.put(key, json.dumps(url_state | {"attempts": attempts}).encode())
+        await self.inflight.begin(task.crawl_id)
         try:
-            await self.guard.check(urlsplit(task.url).hostname or "")
-            if spec.render is RenderMode.NEVER or self.browser is None:
-                page_html, final_url, status, links, fetch_ms, mode = await self._http_fetch(task.url)
-            else:
-                r = await self.browser.render(task.url, scope)
-                page_html, final_url, status, links, fetch_ms, mode = (
-                    r.html,
-                    r.final_url,
-                    r.status_code,
-                    r.links,
-                    r.fetch_ms,
-                    "browser",
-                )
+            prev = await self._page_record(task.url)
+            fetched = await self.fetcher.fetch(task.url, spec, Scope.of(spec), prev)
         except TransientFetchError as exc:
-            if deliveries < self.max_deliveries:
-                raise
-            return await self._fail(task, exc, deliveries, key)
+            if attempts < self.max_attempts:
+                wait = exc.retry_after or self.retry_base_s * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
+                raise RetryLater(min(wait, 300), f"{exc} (attempt {attempts})") from exc
+            return await self._fail(task, exc, attempts, key)
         except FetchError as exc:
-            return await self._fail(task, exc, deliveries, key)
+            return await self._fail(task, exc, attempts, key)
+        except Exception as exc:  # a bug or an infrastructure fault: bounded by attempts like any other
+            log.exception("unexpected error fetching %s", task.url)
+            if attempts < self.max_attempts:
+                raise RetryLater(self.retry_base_s * 2 ** (attempts - 1), repr(exc)) from exc
+            return await self._fail(task, PermanentFetchError("internal_error", repr(exc)[:300]), attempts, key)
+        finally:
+            await self.gate.release(host, lease)
+            await self.inflight.end(task.crawl_id)
+        return await self._publish_page(task, spec, fetched, prev, key)
 
-        page = extract(page_html, final_url, links)
+    async def _publish_page(
+        self, task: FetchTask, spec: CrawlSpec, fetched: Fetched, prev: PageRecord | None, key: str
+    ) -> Outcome:
+        scope = Scope.of(spec)
+        if fetched.not_modified:
+            assert prev is not None
+            links, content_hash, record = prev.links, prev.content_hash, None
+            page = None
+        else:
+            page = extract(fetched.html, fetched.final_url, fetched.links)
+            links, content_hash = page.links, page.content_hash
+            record = PageRecord(
+                url=task.url, content_hash=content_hash, etag=fetched.etag, last_modified=fetched.last_modified,
+                links=links, title=page.title,
+            )  # fmt: skip
         new_links: list[str] = []
         skipped = 0
         if task.depth < spec.max_depth:
-            in_scope = [u for u in page.links if scope.admits(u)]
+            in_scope = [u for u in links if scope.admits(u)]
             new_links, skipped = await self._claim(
                 task.crawl_id, url_key(task.url), in_scope, task.depth + 1, spec.max_depth, scope
             )
-        event = PageScraped(
-            crawl_id=task.crawl_id,
-            trace_id=task.trace_id,
-            brand=task.brand,
-            url=task.url,
-            final_url=final_url,
-            depth=task.depth,
-            status_code=status,
-            fetch_mode=mode,
-            fetch_ms=fetch_ms,
-            bytes=len(page_html.encode()),
-            content_hash=page.content_hash,
-            title=page.title,
-            markdown=page.markdown,
-            product=page.product,
-            new_links=new_links,
-            skipped_links=skipped,
+        unchanged = page is None or (prev is not None and prev.content_hash == content_hash)
+        common = {"crawl_id": task.crawl_id, "trace_id": task.trace_id, "brand": task.brand, "url": task.url}
+        if unchanged:
+            event: PageScraped | PageUnchanged = PageUnchanged(
+                **common, depth=task.depth, content_hash=content_hash, fetch_mode=fetched.mode,
+                fetch_ms=fetched.fetch_ms, not_modified=fetched.not_modified, new_links=new_links,
+                skipped_links=skipped,
+            )  # fmt: skip
+            subject = Subjects.page_unchanged(task.brand)
+        else:
+            assert page is not None
+            event = PageScraped(
+                **common, final_url=fetched.final_url, depth=task.depth, status_code=fetched.status,
+                fetch_mode=fetched.mode, fetch_ms=fetched.fetch_ms, bytes=len(fetched.html.encode()),
+                content_hash=content_hash, title=page.title, markdown=page.markdown, product=page.product,
+                new_links=new_links, skipped_links=skipped,
+            )  # fmt: skip
+            subject = Subjects.page_scraped(task.brand)
+            await self._keep_html(content_hash, fetched.html)
+        await publish_event(self.broker, event, subject, stream=Streams.PAGES.name, msg_id=key)
+        await self._enqueue(
+            task.crawl_id, task.brand, new_links, task.depth + 1, task.url, task.trace_id, spec.priority
         )
-        await publish_event(
-            self.broker,
-            event,
-            Subjects.page_scraped(task.brand),
-            stream=Streams.PAGES.name,
-            msg_id=key,
-        )
-        await self._enqueue(task.crawl_id, task.brand, new_links, task.depth + 1, task.url, task.trace_id)
+        if record is not None:
+            await self.pages.put(url_key(task.url), record.model_dump_json().encode())
         await self.urls.put(key, json.dumps({"state": "done"}).encode())
-        return Outcome(task.url, "scraped")
+        return Outcome(task.url, "unchanged" if unchanged else "scraped")
 
-    async def _fail(self, task: FetchTask, exc: FetchError, deliveries: int, key: str) -> Outcome:
-        log.info("giving up on %s after %d attempt(s): %s", task.url, deliveries, exc)
+    async def _fail(self, task: FetchTask, exc: FetchError, attempts: int, key: str) -> Outcome:
+        log.info("giving up on %s after %d attempt(s): %s", task.url, attempts, exc)
         event = PageFailed(
-            crawl_id=task.crawl_id,
-            trace_id=task.trace_id,
-            brand=task.brand,
-            url=task.url,
-            depth=task.depth,
-            reason=exc.reason,
-            status_code=exc.status_code,
-            attempts=deliveries,
-        )
-        await publish_event(
-            self.broker,
-            event,
-            Subjects.page_failed(task.brand),
-            stream=Streams.PAGES.name,
-            msg_id=key,
-        )
+            crawl_id=task.crawl_id, trace_id=task.trace_id, brand=task.brand, url=task.url, depth=task.depth,
+            reason=exc.reason, status_code=exc.status_code, attempts=attempts,
+        )  # fmt: skip
+        await publish_event(self.broker, event, Subjects.page_failed(task.brand), stream=Streams.PAGES.name, msg_id=key)
+        letter = DeadLetter(
+            crawl_id=task.crawl_id, trace_id=task.trace_id, service=SERVICE,
+            subject=Subjects.frontier(task.priority, host_of(task.url)), reason=f"{exc.reason}: {exc.detail}"[:500],
+            deliveries=attempts, payload=task.model_dump_json(),
+        )  # fmt: skip
+        await publish_event(self.broker, letter, Subjects.dlq(SERVICE), stream=Streams.DLQ.name, msg_id=f"{key}.dlq")
         await self.urls.put(key, json.dumps({"state": "done"}).encode())
         return Outcome(task.url, "failed")
 
-    async def _http_fetch(self, url: str) -> tuple[str, str, int, list[str] | None, float, str]:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
+    async def _keep_html(self, content_hash: str, html: str) -> None:
+        """Raw HTML by content hash, so a page can be re-extracted later without re-crawling it."""
+        if self.html_store is None:
+            return
         try:
-            resp = await self.http.get(url, follow_redirects=True)
-        except httpx.TimeoutException as exc:
-            raise TransientFetchError("timeout", str(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise TransientFetchError("connect_error", str(exc)) from exc
-        for hop in (*resp.history, resp):
-            await self.guard.check(hop.url.host)
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise TransientFetchError(f"http_{resp.status_code}", status_code=resp.status_code)
-        if resp.status_code >= 400:
-            raise PermanentFetchError(f"http_{resp.status_code}", status_code=resp.status_code)
-        return resp.text, str(resp.url), resp.status_code, None, (loop.time() - t0) * 1000, "http"
+            await self.html_store.get_info(content_hash)
+            return
+        except Exception:  # not stored yet
+            pass
+        try:
+            await self.html_store.put(content_hash, html.encode())
+        except Exception as exc:  # the page event matters more than its archive copy
+            log.warning("could not archive HTML %s: %s", content_hash[:12], exc)
 
     # -- bookkeeping ---------------------------------------------------------
 
     async def _crawl(self, crawl_id: str) -> CrawlState | None:
-        # The spec never changes, so one read per crawl per process is enough.
-        if crawl_id not in self._specs:
+        # Re-read every few seconds, so a cancellation reaches every scraper quickly.
+        cached = self._crawls.get(crawl_id)
+        if cached is None or time.monotonic() - cached.at > self.status_ttl_s:
             state, _ = await kv_get(self.crawls, crawl_id, CrawlState)
             if state is None:
                 return None
-            if len(self._specs) > 1000:
-                self._specs.clear()
-            self._specs[crawl_id] = state
-        return self._specs[crawl_id]
+            if len(self._crawls) > 1000:
+                self._crawls.clear()
+            cached = self._crawls[crawl_id] = _CachedCrawl(state, time.monotonic())
+        return cached.state
 
-    async def _url_state(self, key: str) -> dict[str, str]:
+    async def _url_state(self, key: str) -> dict[str, object]:
         try:
             entry = await self.urls.get(key)
         except KeyNotFoundError:
             return {}
-        return json.loads(entry.value or b"{}")
+        return dict(json.loads(entry.value or b"{}"))
+
+    async def _page_record(self, url: str) -> PageRecord | None:
+        record, _ = await kv_get(self.pages, url_key(url), PageRecord)
+        return record
 
     async def _claim(
         self, crawl_id: str, parent: str, urls: list[str], depth: int, max_depth: int, scope: Scope
@@ -255,7 +305,8 @@ class Crawler:
         """Claim the URLs nobody has claimed yet in this crawl.  Returns (claimed, newly skipped).
 
         Claimed URLs spend the crawl's page budget (``max_pages``); those past
-        the budget are recorded as skipped.
+        the budget, too deep, disallowed by robots.txt or looking like a crawl
+        trap are recorded as skipped.
         """
         fresh: list[str] = []
         reclaimed: list[str] = []
@@ -266,6 +317,8 @@ class Crawler:
             reason = None
             if depth > max_depth:
                 reason = "depth"
+            elif await self._looks_like_trap(crawl_id, url):
+                reason = "trap"
             elif not await self.robots.allowed(url):
                 reason = "robots"
             key = f"{crawl_id}.{url_key(url)}"
@@ -287,6 +340,38 @@ class Crawler:
             value = {"state": "skipped", "reason": "max_pages", "parent": parent}
             await self.urls.put(f"{crawl_id}.{url_key(url)}", json.dumps(value).encode())
         return reclaimed + fresh[:granted], skipped + len(fresh) - granted
+
+    async def _looks_like_trap(self, crawl_id: str, url: str) -> bool:
+        """Over-long URLs, too many query parameters, repeating path segments, or a path whose query keeps
+        changing (calendars, faceted filters) beyond MAX_QUERY_VARIANTS distinct values in this crawl."""
+        parts = urlsplit(url)
+        if len(url) > MAX_URL_LENGTH or parts.query.count("&") + 1 > MAX_QUERY_PARAMS:
+            return True
+        segments = [s for s in parts.path.split("/") if s]
+        if segments and max(segments.count(s) for s in segments) > 3:
+            return True
+        if not parts.query:
+            return False
+        # Count distinct query variants per path; only a URL that is new to this crawl gets here.
+        counter = f"{crawl_id}.q.{url_key(parts.netloc + parts.path)}"
+        seen = await self._increment(counter)
+        return seen > MAX_QUERY_VARIANTS
+
+    async def _increment(self, key: str) -> int:
+        while True:
+            try:
+                entry = await self.urls.get(key)
+                n, rev = int(entry.value or b"0"), entry.revision
+            except KeyNotFoundError:
+                n, rev = 0, 0
+            try:
+                if rev:
+                    await self.urls.update(key, str(n + 1).encode(), last=rev)
+                else:
+                    await self.urls.create(key, str(n + 1).encode())
+                return n + 1
+            except KeyWrongLastSequenceError:
+                await asyncio.sleep(0.002)
 
     async def _reserve_budget(self, crawl_id: str, want: int) -> int:
         """Atomically take up to ``want`` pages from the crawl's budget; returns how many were granted."""
@@ -320,20 +405,17 @@ class Crawler:
         depth: int,
         parent: str | None,
         trace_id: str,
+        priority: Priority,
     ) -> None:
         for url in urls:
             task = FetchTask(
-                crawl_id=crawl_id,
-                trace_id=trace_id,
-                brand=brand,
-                url=url,
-                depth=depth,
-                parent_url=parent,
-            )
+                crawl_id=crawl_id, trace_id=trace_id, brand=brand, url=url, depth=depth, parent_url=parent,
+                priority=priority,
+            )  # fmt: skip
             await publish_event(
                 self.broker,
                 task,
-                Subjects.frontier(host_of(url)),
+                Subjects.frontier(priority, host_of(url)),
                 stream=Streams.FRONTIER.name,
                 msg_id=f"{crawl_id}.{url_key(url)}",
             )

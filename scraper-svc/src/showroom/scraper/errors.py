@@ -34,3 +34,12 @@ class TransientFetchError(FetchError):
 
 class PermanentFetchError(FetchError):
     """Retrying cannot help."""
+
+
+class RetryLater(Exception):
+    """Not now: the frontier should redeliver this task after ``wait`` seconds."""
+
+    def __init__(self, wait: float, why: str = "") -> None:
+        super().__init__(f"retry in {wait:.2f}s: {why}")
+        self.wait = wait
+        self.why = why

@@ -63,37 +63,16 @@ from showroom.common.events import Product
 
 log = logging.getLogger(__name__)
 
-FIELDS = (
-    "name",
-    "brand",
-    "category",
-    "price",
-    "priceCurrency",
-    "availability",
-    "sku",
-    "mpn",
-    "gtin",
-    "description",
-    "image",
-)
+FIELDS = ("name", "brand", "category", "price", "priceCurrency", "availability", "sku", "mpn", "gtin",
+          "description", "image")  # fmt: skip
 PRODUCT_TYPES = {"Product", "ProductGroup", "IndividualProduct", "ProductModel", "SomeProducts"}
 IN_STOCK = {"InStock", "LimitedAvailability", "OnlineOnly", "InStoreOnly"}
 
 _AVAILABILITY = {
     name.lower(): name
-    for name in (
-        "InStock",
-        "OutOfStock",
-        "PreOrder",
-        "PreSale",
-        "BackOrder",
-        "Discontinued",
-        "SoldOut",
-        "LimitedAvailability",
-        "OnlineOnly",
-        "InStoreOnly",
-    )
-}
+    for name in ("InStock", "OutOfStock", "PreOrder", "PreSale", "BackOrder", "Discontinued", "SoldOut",
+                 "LimitedAvailability", "OnlineOnly", "InStoreOnly")
+}  # fmt: skip
 # Values seen in OpenGraph / Facebook catalogue tags and hand-written markup.
 _AVAILABILITY_ALIASES = {
     "oos": "OutOfStock",
@@ -104,139 +83,42 @@ _AVAILABILITY_ALIASES = {
 
 # Availability phrases on the visible page, checked category by category in this order,
 # so "not in stock" / "nicht auf Lager" / "indisponible" never read as their positive forms.
+# fmt: off
 _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "Discontinued",
-        (
-            "discontinued",
-            "no longer available",
-            "nicht mehr erhältlich",
-            "nicht mehr lieferbar",
-            "nicht mehr verfügbar",
-            "n'est plus disponible",
-            "descatalogado",
-            "fuori produzione",
-            "生産終了",
-            "販売終了",
-        ),
-    ),
-    (
-        "PreOrder",
-        (
-            "pre-order",
-            "preorder",
-            "pre order",
-            "vorbestellen",
-            "vorbestellung",
-            "vorbestellbar",
-            "précommande",
-            "pré-commande",
-            "precommande",
-            "preventa",
-            "pre-venta",
-            "preordine",
-            "pre-ordine",
-            "予約受付",
-            "予約商品",
-            "予約注文",
-            "予約販売",
-        ),
-    ),
-    (
-        "BackOrder",
-        (
-            "backorder",
-            "back-order",
-            "back order",
-            "nachbestellt",
-            "en réapprovisionnement",
-            "en cours de réapprovisionnement",
-            "お取り寄せ",
-            "取り寄せ",
-        ),
-    ),
-    (
-        "SoldOut",
-        ("sold out", "sold-out", "ausverkauft", "épuisé", "agotado", "esaurito", "uitverkocht", "売り切れ", "完売"),
-    ),
-    (
-        "OutOfStock",
-        (
-            "out of stock",
-            "out-of-stock",
-            "not in stock",
-            "currently unavailable",
-            "unavailable",
-            "not available",
-            "nicht auf lager",
-            "nicht vorrätig",
-            "nicht verfügbar",
-            "nicht lieferbar",
-            "rupture de stock",
-            "en rupture",
-            "indisponible",
-            "non disponible",
-            "pas en stock",
-            "plus en stock",
-            "sin stock",
-            "no disponible",
-            "fuera de stock",
-            "sin existencias",
-            "non disponibile",
-            "niet op voorraad",
-            "在庫切れ",
-            "在庫なし",
-            "在庫無し",
-            "品切れ",
-            "欠品",
-        ),
-    ),
-    (
-        "LimitedAvailability",
-        (
-            r"only \d+ left",
-            "low stock",
-            "limited stock",
-            "few left",
-            r"nur noch \d+",
-            r"plus que \d+",
-            "stock limité",
-            "últimas unidades",
-            r"ultimi \d+",
-            "残りわずか",
-            "在庫僅少",
-            r"残り\d+点",
-        ),
-    ),
-    (
-        "InStock",
-        (
-            "in stock",
-            "instock",
-            "available now",
-            "ready to ship",
-            "auf lager",
-            "lagernd",
-            "sofort lieferbar",
-            "lieferbar",
-            "verfügbar",
-            "vorrätig",
-            "en stock",
-            "disponible",
-            "en existencia",
-            "disponibile",
-            "in magazzino",
-            "op voorraad",
-            "på lager",
-            "i lager",
-            "na stanie",
-            "在庫あり",
-            "在庫有り",
-            "在庫有",
-            "即納",
-        ),
-    ),
+    ("Discontinued", (
+        "discontinued", "no longer available", "nicht mehr erhältlich", "nicht mehr lieferbar",
+        "nicht mehr verfügbar", "n'est plus disponible", "descatalogado", "fuori produzione", "生産終了", "販売終了",
+    )),
+    ("PreOrder", (
+        "pre-order", "preorder", "pre order", "vorbestellen", "vorbestellung", "vorbestellbar", "précommande",
+        "pré-commande", "precommande", "preventa", "pre-venta", "preordine", "pre-ordine",
+        "予約受付", "予約商品", "予約注文", "予約販売",
+    )),
+    ("BackOrder", (
+        "backorder", "back-order", "back order", "nachbestellt", "en réapprovisionnement",
+        "en cours de réapprovisionnement", "お取り寄せ", "取り寄せ",
+    )),
+    ("SoldOut", (
+        "sold out", "sold-out", "ausverkauft", "épuisé", "agotado", "esaurito", "uitverkocht", "売り切れ", "完売",
+    )),
+    ("OutOfStock", (
+        "out of stock", "out-of-stock", "not in stock", "currently unavailable", "unavailable", "not available",
+        "nicht auf lager", "nicht vorrätig", "nicht verfügbar", "nicht lieferbar",
+        "rupture de stock", "en rupture", "indisponible", "non disponible", "pas en stock", "plus en stock",
+        "sin stock", "no disponible", "fuera de stock", "sin existencias", "non disponibile", "niet op voorraad",
+        "在庫切れ", "在庫なし", "在庫無し", "品切れ", "欠品",
+    )),
+    ("LimitedAvailability", (
+        r"only \d+ left", "low stock", "limited stock", "few left", r"nur noch \d+", r"plus que \d+",
+        "stock limité", "últimas unidades", r"ultimi \d+", "残りわずか", "在庫僅少", r"残り\d+点",
+    )),
+    ("InStock", (
+        "in stock", "instock", "available now", "ready to ship", "auf lager", "lagernd", "sofort lieferbar",
+        "lieferbar", "verfügbar", "vorrätig", "en stock", "disponible", "en existencia", "disponibile",
+        "in magazzino", "op voorraad", "på lager", "i lager", "na stanie", "在庫あり", "在庫有り", "在庫有", "即納",
+    )),
 )
+# fmt: on
 
 
 def _phrase_regex(phrase: str) -> str:
@@ -268,83 +150,33 @@ _NOISE_ATTR = re.compile(
 )
 _HIDDEN_ATTR = re.compile(r"visually-hidden|sr-only|screen-reader|(^|\s)hidden(\s|$)", re.I)
 _SKIP_TAGS = {
-    "script",
-    "style",
-    "noscript",
-    "template",
-    "svg",
-    "nav",
-    "footer",
-    "iframe",
-    "del",
-    "s",
-    "strike",
-    "select",
-    "option",
-    "aside",
-}
+    "script", "style", "noscript", "template", "svg", "nav", "footer", "iframe", "del", "s", "strike", "select",
+    "option", "aside",
+}  # fmt: skip
 _CURRENCY_MARK = re.compile(
     r"[€$£¥￥円₹₩₽₺]|(?<![A-Za-z])(EUR|USD|GBP|JPY|CHF|CAD|AUD|NZD|SEK|NOK|DKK|PLN|CZK|HUF|CNY)(?![A-Za-z])|"
     r"(?<![A-Za-z])(kr|zł|Kč)(?![A-Za-z])"
 )
 _CURRENCIES = {
-    "€": "EUR",
-    "euro": "EUR",
-    "euros": "EUR",
-    "$": "USD",
-    "us$": "USD",
-    "£": "GBP",
-    "¥": "JPY",
-    "￥": "JPY",
-    "円": "JPY",
-    "fr.": "CHF",
-    "sfr.": "CHF",
-    "c$": "CAD",
-    "ca$": "CAD",
-    "a$": "AUD",
-    "au$": "AUD",
-    "nz$": "NZD",
-    "r$": "BRL",
-    "₹": "INR",
-    "₩": "KRW",
-    "₽": "RUB",
-    "₺": "TRY",
-    "zł": "PLN",
-    "kč": "CZK",
-    "元": "CNY",
-    "rmb": "CNY",
-    "cn¥": "CNY",
-}
+    "€": "EUR", "euro": "EUR", "euros": "EUR", "$": "USD", "us$": "USD", "£": "GBP", "¥": "JPY", "￥": "JPY",
+    "円": "JPY", "fr.": "CHF", "sfr.": "CHF", "c$": "CAD", "ca$": "CAD", "a$": "AUD", "au$": "AUD", "nz$": "NZD",
+    "r$": "BRL", "₹": "INR", "₩": "KRW", "₽": "RUB", "₺": "TRY", "zł": "PLN", "kč": "CZK", "元": "CNY",
+    "rmb": "CNY", "cn¥": "CNY",
+}  # fmt: skip
 _DOLLAR_BY_REGION = {"ca": "CAD", "au": "AUD", "nz": "NZD", "sg": "SGD", "hk": "HKD", "mx": "MXN"}
 _KRONE_BY_LANG = {"sv": "SEK", "da": "DKK", "nb": "NOK", "nn": "NOK", "no": "NOK", "is": "ISK"}
 
 # Labels of "Label: value" texts and spec rows that name an identifier or the brand.
 _LABELS = {
     "sku": {
-        "sku",
-        "art.-nr.",
-        "art.-nr",
-        "art.nr.",
-        "artikelnummer",
-        "artikel-nr.",
-        "article number",
-        "item number",
-        "item no.",
-        "product code",
-        "référence",
-        "réf.",
-        "ref.",
-        "referencia",
-        "código",
-        "codice articolo",
-        "品番",
-        "商品番号",
-        "商品コード",
+        "sku", "art.-nr.", "art.-nr", "art.nr.", "artikelnummer", "artikel-nr.", "article number", "item number",
+        "item no.", "product code", "référence", "réf.", "ref.", "referencia", "código", "codice articolo",
+        "品番", "商品番号", "商品コード",
     },
     "mpn": {"mpn", "model number", "model no.", "modellnummer", "herstellernummer", "part number", "型番"},
     "gtin": {"gtin", "ean", "ean-13", "ean13", "upc", "ean/upc", "barcode", "jan", "janコード", "jan code"},
     "brand": {"brand", "marke", "hersteller", "manufacturer", "marque", "fabricant", "marca", "ブランド", "メーカー"},
-}
+}  # fmt: skip
 _LABELLED = re.compile(r"^([^:\uff1a]{1,30}?)\s*[:\uff1a]\s*(\S.{0,100})$")
 
 

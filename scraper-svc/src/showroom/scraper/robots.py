@@ -67,6 +67,11 @@ class RobotsCache:
         origin = f"{u.scheme}://{u.netloc.decode()}"
         return (await self.rules_for(origin)).can_fetch(url, self.user_agent)
 
+    async def crawl_delay(self, url: str) -> float:
+        u = httpx.URL(url)
+        delay = (await self.rules_for(f"{u.scheme}://{u.netloc.decode()}")).crawl_delay(self.user_agent)
+        return float(delay or 0.0)
+
     async def sitemaps(self, origin: str) -> list[str]:
         return list((await self.rules_for(origin)).sitemaps)
 

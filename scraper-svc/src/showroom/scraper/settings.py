@@ -27,8 +27,11 @@ class ScraperSettings(ServiceSettings):
 
     http_timeout_s: float = 15.0
 
-    max_deliveries: int = Field(default=4, ge=1, le=20)
-    """Attempts per URL before it is recorded as failed."""
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    """Fetch attempts per URL before it is recorded as failed (and dead-lettered)."""
+
+    max_page_bytes: int = 10 * 1024 * 1024
+    """Larger pages are refused (``too_large``) instead of filling memory."""
 
     retry_base_s: float = 1.0
     """First retry delay; doubles each attempt, with jitter."""

@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 
 from showroom.common.bus import kv_get, kv_update, publish_event
 from showroom.common.crawls import CrawlState
-from showroom.common.events import CrawlFinished, PageFailed, PageIndexed, PageScraped
+from showroom.common.events import CrawlFinished, PageFailed, PageIndexed, PageScraped, PageUnchanged
 from showroom.common.topology import Streams, Subjects
 
 log = logging.getLogger(__name__)
@@ -28,15 +28,18 @@ class CrawlTracker:
         self.broker = broker
         self.crawls = crawls
 
-    async def on_page(self, event: PageScraped | PageFailed, seq: int) -> CrawlState | None:
+    async def on_page(self, event: PageScraped | PageUnchanged | PageFailed, seq: int) -> CrawlState | None:
         def apply(state: CrawlState) -> None:
             state.last_pages_seq = seq
+            if isinstance(event, PageFailed):
+                state.counts.failed += 1
+                return
             if isinstance(event, PageScraped):
                 state.counts.scraped += 1
-                state.counts.discovered += len(event.new_links)
-                state.counts.skipped += event.skipped_links
             else:
-                state.counts.failed += 1
+                state.counts.unchanged += 1
+            state.counts.discovered += len(event.new_links)
+            state.counts.skipped += event.skipped_links
 
         return await self._apply(event.crawl_id, apply, lambda s: s.last_pages_seq >= seq)
 

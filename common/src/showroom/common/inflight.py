@@ -1,0 +1,76 @@
+"""Pages in flight per crawl, exact without drifting: each scraper process owns one key per crawl.
+
+A single writer per key needs no compare-and-set, and a process that dies
+simply stops refreshing its keys: readers ignore entries older than
+``STALE_AFTER_S``, so a killed scraper's pages stop counting as in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+
+from nats.js.kv import KeyValue
+
+STALE_AFTER_S = 30.0
+REFRESH_S = 10.0
+
+
+class InflightCounter:
+    def __init__(self, kv: KeyValue, instance: str | None = None) -> None:
+        self.kv = kv
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self._counts: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._refresh_forever(), name="inflight-refresh")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def begin(self, crawl_id: str) -> None:
+        self._counts[crawl_id] = self._counts.get(crawl_id, 0) + 1
+        await self._write(crawl_id)
+
+    async def end(self, crawl_id: str) -> None:
+        self._counts[crawl_id] = max(0, self._counts.get(crawl_id, 0) - 1)
+        await self._write(crawl_id)
+        if self._counts[crawl_id] == 0:
+            del self._counts[crawl_id]
+
+    async def _write(self, crawl_id: str) -> None:
+        value = json.dumps({"n": self._counts.get(crawl_id, 0), "at": time.time()}).encode()
+        with contextlib.suppress(Exception):  # a missed update is corrected by the next one or the refresh
+            await self.kv.put(f"{crawl_id}.{self.instance}", value)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            for crawl_id in list(self._counts):
+                await self._write(crawl_id)
+
+
+async def inflight_total(kv: KeyValue, crawl_id: str) -> int:
+    """Pages of ``crawl_id`` being fetched right now, over all live scraper processes."""
+    total = 0
+    now = time.time()
+    try:
+        keys = await kv.keys(filters=[f"{crawl_id}."])
+    except Exception:  # nats-py raises NoKeysError on an empty bucket
+        return 0
+    for key in keys:
+        if not key.startswith(f"{crawl_id}."):
+            continue
+        with contextlib.suppress(Exception):
+            entry = await kv.get(key)
+            value = json.loads(entry.value or b"{}")
+            if now - float(value.get("at", 0)) < STALE_AFTER_S:
+                total += int(value.get("n", 0))
+    return total
