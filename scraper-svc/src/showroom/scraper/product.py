@@ -15,12 +15,23 @@ when no higher source has it:
    phrases in several languages, ``Label: value`` texts and spec rows for
    SKU/MPN/GTIN/brand, the meta description and ``og:image``.
 
-``specs`` is the union of the structured ``additionalProperty`` values and the
-page's own spec tables; on a key present in both the structured value wins.
+Price and currency travel together: the currency comes from the source that
+gave the price when that source names one.  ``specs`` is the union of the
+structured ``additionalProperty`` values and the page's own spec tables; on a
+key present in both the structured value wins.
 
-A page is a product page when a structured source describes a product, when
-its OpenGraph tags do, or (no structured data at all) when it has an ``<h1>``,
-a visible price and a buy button or an availability phrase.
+Which product: within one source, the page's own product is the only one there
+is, or the one whose ``url`` is the page URL, or whose name matches the page's
+``<h1>``; several different products and none of these is a listing (no
+product).  A lower structured source whose product has another SKU or name than
+the top one's fills nothing (a widget about some other product).  A page is a
+product page when a structured source describes a product, when its OpenGraph
+tags do, or (no structured product at all) when it has an ``<h1>``, a visible
+price and a buy button or an availability phrase.
+
+Visible-text availability phrases map to the nearest schema.org name: "sold
+out"/"ausverkauft"/"épuisé"/"agotado"/"esaurito"/"売り切れ" to ``SoldOut``;
+"out of stock"/"nicht verfügbar"/"rupture de stock"/"在庫切れ" to ``OutOfStock``.
 
 **Several offers.**  All offers of the product are pooled (a ``ProductGroup``'s
 variants' offers included, an ``AggregateOffer``'s nested ``offers`` expanded,
@@ -29,8 +40,8 @@ variants' offers included, an ``AggregateOffer``'s nested ``offers`` expanded,
 1. if the page URL is one offer's or variant's own URL (``?variant=…``), only
    those offers count;
 2. only offers with a price count (when any has one);
-3. new-condition offers (no ``itemCondition``, or ``NewCondition``) win over
-   used/refurbished ones when there are any;
+3. new-condition offers (no ``itemCondition``, or not a used/refurbished/
+   damaged one) win over the others when there are any;
 4. only offers in the page's main currency count: the OpenGraph
    ``product:price:currency`` when an offer uses it, else the currency of the
    first priced offer;
@@ -67,6 +78,7 @@ FIELDS = ("name", "brand", "category", "price", "priceCurrency", "availability",
           "description", "image")  # fmt: skip
 PRODUCT_TYPES = {"Product", "ProductGroup", "IndividualProduct", "ProductModel", "SomeProducts"}
 IN_STOCK = {"InStock", "LimitedAvailability", "OnlineOnly", "InStoreOnly"}
+_USED = re.compile(r"used|refurb|damaged|gebraucht|occasion|usato|usado|中古", re.I)
 
 _AVAILABILITY = {
     name.lower(): name
@@ -148,6 +160,7 @@ _NOISE_ATTR = re.compile(
     r"breadcrumb|newsletter|mini-?cart|cart-drawer",
     re.I,
 )
+_SHOWN_FROM = re.compile(r"\b\w+:(block|flex|inline|inline-block|inline-flex|grid|table)\b")
 _HIDDEN_ATTR = re.compile(r"visually-hidden|sr-only|screen-reader|(^|\s)hidden(\s|$)", re.I)
 _SKIP_TAGS = {
     "script", "style", "noscript", "template", "svg", "nav", "footer", "iframe", "del", "s", "strike", "select",
@@ -528,7 +541,7 @@ def meta_tags(doc: HtmlElement) -> dict[str, str]:
     """First non-empty ``content`` of each ``<meta property|name>``, keys lower-cased."""
     tags: dict[str, str] = {}
     for m in doc.xpath("//meta[@content]"):
-        key = (m.get("property") or m.get("name") or m.get("itemprop") or "").strip().lower()
+        key = (m.get("property") or m.get("name") or "").strip().lower()
         value = (m.get("content") or "").strip()
         if key and value and key not in tags:
             tags[key] = value
@@ -604,7 +617,7 @@ def _offer(o: dict[str, Any], variant: dict[str, Any] | None, parent: dict[str, 
         price=price,
         currency=currency(cur or parent.get("priceCurrency"), lang),
         availability=availability(o.get("availability") or parent.get("availability")),
-        new=condition is None or "new" in condition.lower(),
+        new=condition is None or not _USED.search(condition),
         url=urljoin(base, off_url) if off_url else None,
         identifiers={"sku": _identifier(o.get("sku")), "mpn": _identifier(o.get("mpn")), "gtin": _gtin(o)},
         variant=variant,
@@ -808,8 +821,10 @@ def _region(root: HtmlElement, budget: int = 4000) -> list[_Block]:
                 or tag in _SKIP_TAGS
                 or (skip_header and tag == "header")
                 or _hidden(child)
-                or _NOISE_ATTR.search(attrs)
-                or child.get("role") in ("navigation", "dialog", "banner")
+                or (
+                    (_NOISE_ATTR.search(attrs) or child.get("role") in ("navigation", "dialog", "banner"))
+                    and child.find(".//h1") is None  # a wrapper with a noisy class name still holds the product
+                )
             ):
                 parts.append(child.tail or "")
                 continue
@@ -834,7 +849,13 @@ def _region(root: HtmlElement, budget: int = 4000) -> list[_Block]:
 
 def _hidden(el: HtmlElement) -> bool:
     style = (el.get("style") or "").replace(" ", "").lower()
-    return el.get("hidden") is not None or "display:none" in style or bool(_HIDDEN_ATTR.search(el.get("class") or ""))
+    cls = el.get("class") or ""
+    # Utility CSS writes "hidden md:block" for an element shown from some width up: that one is visible.
+    return (
+        el.get("hidden") is not None
+        or "display:none" in style
+        or (bool(_HIDDEN_ATTR.search(cls)) and not _SHOWN_FROM.search(cls))
+    )
 
 
 def _parse_price(text: str, lang: str) -> tuple[float | None, str | None]:
