@@ -30,3 +30,15 @@ def test_scope_admits_subdomains_but_not_lookalikes() -> None:
     assert not scope.allows("https://krk.com.evil.net/")
     assert not scope.allows("file:///etc/passwd")
     assert scope.allows("data:image/png;base64,AAAA")  # inline resources never leave the browser
+
+
+@pytest.mark.parametrize(
+    "raw", ["http://2130706433/", "http://0x7f.0.0.1/", "http://0177.0.0.1/", "http://127.1/", "http://0x7f000001/"]
+)
+def test_numeric_hosts_are_read_as_browsers_read_them(raw: str) -> None:
+    assert normalize_url(raw) == "http://127.0.0.1/"
+
+
+def test_names_that_look_a_little_numeric_stay_names() -> None:
+    assert normalize_url("http://1password.com/") == "http://1password.com/"
+    assert normalize_url("http://256.256.256.256/") == "http://256.256.256.256/"

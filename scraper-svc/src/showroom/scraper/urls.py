@@ -8,6 +8,7 @@ does the percent-encoding and sorting).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -56,7 +57,7 @@ def normalize_url(url: str) -> str | None:
         port = parts.port
     except ValueError:
         return None
-    host = parts.hostname.lower()
+    host = _canonical_ipv4(parts.hostname.lower()) or parts.hostname.lower()
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
@@ -67,6 +68,30 @@ def normalize_url(url: str) -> str | None:
         keep_fragments=False,
     )
     return canonicalize_url(cleaned, keep_fragments=False)
+
+
+def _canonical_ipv4(host: str) -> str | None:
+    """Numeric hosts as browsers read them (WHATWG URL): ``0x7f.1``, ``0177.0.0.1`` and ``2130706433`` are all
+    ``127.0.0.1``.  Returns None when ``host`` is not such a number, so names are left alone."""
+    parts = host.rstrip(".").split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        try:
+            if part.lower().startswith("0x"):
+                numbers.append(int(part[2:] or "0", 16))
+            elif len(part) > 1 and part.startswith("0"):
+                numbers.append(int(part, 8))
+            else:
+                numbers.append(int(part, 10))
+        except ValueError:
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last + sum(n << (8 * (3 - i)) for i, n in enumerate(head))
+    return str(ipaddress.IPv4Address(value))
 
 
 def host_of(url: str) -> str:
