@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV := python3 -m uv
-APT_PACKAGES := chromium prometheus
+APT_PACKAGES := chromium prometheus docker-compose
 
 .PHONY: setup system-deps demo test test-fast lint
 
