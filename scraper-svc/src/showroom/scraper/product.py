@@ -227,7 +227,7 @@ def _clean(text: Any) -> str | None:
 def _first_text(value: Any, keys: tuple[str, ...] = ("name",)) -> str | None:
     for v in as_list(value):
         if isinstance(v, dict):
-            v = next((v[k] for k in keys if v.get(k) not in (None, "", [])), None)
+            v = next((v[k] for k in (*keys, "@value") if v.get(k) not in (None, "", [])), None)
             if isinstance(v, list):
                 v = v[0] if v else None
         if isinstance(v, (int, float)) and not isinstance(v, bool):
