@@ -551,3 +551,8 @@ def test_a_lower_source_about_another_product_fills_nothing() -> None:
     )
     p = extract(html, "https://krk.example/rokit-5").product
     assert p is not None and (p.name, p.sku, p.gtin) == ("Rokit 5 G4", "RP5G4", None)
+
+
+def test_an_empty_product_node_is_no_product() -> None:
+    html = jsonld_page({"@type": "Product", "offers": ["x", {"price": None}], "brand": [], "image": {}})
+    assert extract(html, "https://x.example/p").product is None

@@ -1042,4 +1042,6 @@ def extract_product(html: str, doc: HtmlElement, url: str, page_specs: dict[str,
         specs.setdefault(k, v)
     if not structured and not (merged["name"] or merged["price"] is not None):
         return None
+    if all(v is None for v in merged.values()) and not specs:  # a Product node with nothing in it
+        return None
     return Product(**merged, specs=specs)
