@@ -71,8 +71,8 @@ def _host_path(url: str) -> str:
 def _fingerprint_in_subprocess(hash_seed: str) -> str:
     code = (
         "import hashlib; from showroom.demo_site import products, allowed_paths;"
-        "from showroom.demo_site.pages import sitemap_xml, product_data;"
-        "blob = repr(products()) + repr(allowed_paths()) + sitemap_xml('http://h')"
+        "from showroom.demo_site.pages import sitemaps, product_data;"
+        "blob = repr(products()) + repr(allowed_paths()) + repr(sitemaps('http://h'))"
         " + repr([product_data(p) for p in products()]);"
         "print(hashlib.sha256(blob.encode()).hexdigest())"
     )
@@ -211,13 +211,45 @@ async def test_robots_txt(site: str, http: aiohttp.ClientSession) -> None:
         assert robots.can_fetch(site + path, "ShowroomBot"), path
 
 
-async def test_sitemap_lists_exactly_the_allowed_pages(site: str, http: aiohttp.ClientSession) -> None:
-    status, body = await _get(http, site + "/sitemap.xml")
-    assert status == 200
+_SM = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+
+
+async def _read_sitemaps(http: aiohttp.ClientSession, url: str, depth: int = 0) -> tuple[list[str], list[str]]:
+    """(page URLs of every nested urlset, every sitemap document fetched), following indexes recursively."""
+    assert depth <= 3, "sitemap nesting too deep"
+    status, body = await _get(http, url)
+    assert status == 200, url
     root = etree.fromstring(body.encode())
-    ns = {"sm": "http://www.sitemaps.org/schemas/sitemap/0.9"}
-    locs = root.xpath("//sm:url/sm:loc/text()", namespaces=ns)
-    assert locs == [site + p for p in allowed_paths()]
+    if root.tag == f"{_SM}sitemapindex":
+        pages, docs = [], [url]
+        for loc in root.iterfind(f"{_SM}sitemap/{_SM}loc"):
+            sub_pages, sub_docs = await _read_sitemaps(http, loc.text or "", depth + 1)
+            pages += sub_pages
+            docs += sub_docs
+        return pages, docs
+    assert root.tag == f"{_SM}urlset", url
+    return [loc.text or "" for loc in root.iterfind(f"{_SM}url/{_SM}loc")], [url]
+
+
+async def test_sitemap_index_lists_exactly_the_allowed_pages(site: str, http: aiohttp.ClientSession) -> None:
+    _, root_body = await _get(http, site + "/sitemap.xml")
+    root = etree.fromstring(root_body.encode())
+    assert root.tag == f"{_SM}sitemapindex"
+    assert [loc.text for loc in root.iterfind(f"{_SM}sitemap/{_SM}loc")] == [
+        f"{site}/sitemaps/northwind.xml",
+        f"{site}/sitemaps/cobalt.xml",
+        f"{site}/sitemaps/site.xml",
+    ]
+    _, brand_body = await _get(http, site + "/sitemaps/northwind.xml")
+    assert etree.fromstring(brand_body.encode()).tag == f"{_SM}sitemapindex"  # a second level of nesting
+
+    pages, docs = await _read_sitemaps(http, site + "/sitemap.xml")
+    assert len(pages) == len(set(pages))
+    assert set(pages) == {site + p for p in allowed_paths()}
+    assert len(docs) == 8  # root, per brand: index + pages + products, and the portal's
+    assert not any("/lab/" in p for p in pages)
+    status, _ = await _get(http, site + "/sitemaps/nope.xml")
+    assert status == 404
 
 
 async def test_internal_pages_exist_but_are_disallowed(site: str, http: aiohttp.ClientSession) -> None:

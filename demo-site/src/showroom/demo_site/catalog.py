@@ -15,8 +15,13 @@ Site layout (all paths are on one host)::
     /{brand}/internal/{page}                 linked, but disallowed by robots.txt
     /{brand}/api/products/{product}.json     data the product page's script fetches
     /{brand}/images/{product}.svg            product image
-    /static/app.js, /static/site.css         assets
-    /robots.txt, /sitemap.xml
+    /static/app.js, /static/site.css         assets (and /static/lab.js for the lab)
+    /robots.txt
+    /sitemap.xml                             sitemap index -> /sitemaps/{brand}.xml (itself an
+                                             index of {brand}-pages.xml and {brand}-products.xml)
+                                             and /sitemaps/site.xml (the portal page)
+    /lab/...                                 crawler test scenarios, linked from nothing above;
+                                             see :mod:`showroom.demo_site.lab`
 """
 
 from __future__ import annotations
@@ -274,7 +279,8 @@ def category_page(brand_slug: str, category_slug: str, page: int) -> list[Produc
 def related_products(product: Product) -> list[Product]:
     """The two products after this one in its category, wrapping around."""
     siblings = category_products(product.brand_slug, product.category_slug)
-    i = siblings.index(product)
+    # By slug, not equality: the lab's price overlay hands in modified copies.
+    i = next(k for k, p in enumerate(siblings) if p.slug == product.slug)
     return [siblings[(i + k) % len(siblings)] for k in (1, 2)]
 
 

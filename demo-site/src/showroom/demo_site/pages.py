@@ -3,7 +3,7 @@
 Rendering is kept apart from the aiohttp handlers so every page is a pure
 function of the catalogue and the request's base URL (``http://host:port``),
 which is only needed where the site must print absolute URLs: robots.txt,
-the sitemap, JSON-LD and the home page's brand links.
+the sitemaps, JSON-LD and the home page's brand links.
 
 Every page shares a header (site and brand navigation) and a footer; the
 page's own content is inside ``<main>``.  Product pages ship an empty
@@ -23,11 +23,11 @@ from showroom.demo_site.catalog import (
     Category,
     InternalPage,
     Product,
-    allowed_paths,
     catalog,
     category_page,
     category_products,
     get_brand,
+    products,
     related_products,
     support_faq,
 )
@@ -285,17 +285,58 @@ def robots_txt(base_url: str) -> str:
     return f"User-agent: *\n{disallow}\nSitemap: {base_url}/sitemap.xml\n"
 
 
-def sitemap_xml(base_url: str) -> str:
-    """Lists exactly :func:`allowed_paths`, as absolute URLs."""
+_SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
+
+
+def _urlset(base_url: str, paths: list[str]) -> str:
     urls = "".join(
-        f"  <url><loc>{xml_escape(base_url + path)}</loc><lastmod>{LASTMOD}</lastmod></url>\n"
-        for path in allowed_paths()
+        f"  <url><loc>{xml_escape(base_url + path)}</loc><lastmod>{LASTMOD}</lastmod></url>\n" for path in paths
     )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
-        f"{urls}</urlset>\n"
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="{_SITEMAP_NS}">\n{urls}</urlset>\n'
+
+
+def _sitemapindex(base_url: str, paths: list[str]) -> str:
+    maps = "".join(
+        f"  <sitemap><loc>{xml_escape(base_url + path)}</loc><lastmod>{LASTMOD}</lastmod></sitemap>\n" for path in paths
     )
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex xmlns="{_SITEMAP_NS}">\n{maps}</sitemapindex>\n'
+
+
+def sitemaps(base_url: str) -> dict[str, str]:
+    """Every sitemap document by path; the page URLs of all their urlsets are exactly :func:`allowed_paths`.
+
+    Two levels of nesting, as large sites do it::
+
+        /sitemap.xml                       index -> the three below
+          /sitemaps/northwind.xml          index -> northwind-pages.xml, northwind-products.xml
+            /sitemaps/northwind-pages.xml     urlset: brand home, category listings, support
+            /sitemaps/northwind-products.xml  urlset: product pages
+          /sitemaps/cobalt.xml             (the same for Cobalt)
+          /sitemaps/site.xml               urlset: the portal page ``/``
+
+    The lab (``/lab/...``) is deliberately in none of them.
+    """
+    docs: dict[str, str] = {}
+    brands = catalog()
+    docs["/sitemap.xml"] = _sitemapindex(base_url, [*(f"/sitemaps/{b.slug}.xml" for b in brands), "/sitemaps/site.xml"])
+    for b in brands:
+        product_paths = [p.path for p in products() if p.brand_slug == b.slug]
+        page_paths = [b.path]
+        for cat in b.categories:
+            page_paths.extend(cat.page_path(n) for n in range(1, cat.page_count + 1))
+        page_paths.append(b.support_path)
+        docs[f"/sitemaps/{b.slug}.xml"] = _sitemapindex(
+            base_url, [f"/sitemaps/{b.slug}-pages.xml", f"/sitemaps/{b.slug}-products.xml"]
+        )
+        docs[f"/sitemaps/{b.slug}-pages.xml"] = _urlset(base_url, page_paths)
+        docs[f"/sitemaps/{b.slug}-products.xml"] = _urlset(base_url, product_paths)
+    docs["/sitemaps/site.xml"] = _urlset(base_url, ["/"])
+    return docs
+
+
+def sitemap_xml(base_url: str) -> str:
+    """The root sitemap, ``/sitemap.xml``: an index (see :func:`sitemaps`)."""
+    return sitemaps(base_url)["/sitemap.xml"]
 
 
 _PALETTE = {"northwind": ("#0f3d5e", "#e8f1f8"), "cobalt": ("#1f2a6b", "#eef0fb")}
