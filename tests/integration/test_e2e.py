@@ -147,7 +147,7 @@ async def _stream_events(nats_url: str, stream: str, subject: str) -> list[dict]
     try:
         js = nc.jetstream()
         total = (await js.stream_info(stream)).state.messages
-        sub = await js.subscribe(subject, ordered_consumer=True)
+        sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
         events = []
         for _ in range(total):
             try:

@@ -68,6 +68,8 @@ class StackConfig:
     )
     demo_host: str = "127.0.0.1"
     demo_port: int = 8088
+    demo_args: list[str] = field(default_factory=list)
+    """Extra arguments for the demo site, e.g. ``["--static-pages", "5000"]``."""
     embedder: str = "minilm"
     scraper_concurrency: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -158,7 +160,7 @@ class Stack:
         await self.start_nats()
         if self.config.with_demo:
             cmd = [sys.executable, "-m", "showroom.demo_site", "--host", self.config.demo_host]
-            self._spawn("demo", [*cmd, "--port", str(self.config.demo_port)], {})
+            self._spawn("demo", [*cmd, "--port", str(self.config.demo_port), *self.config.demo_args], {})
         for service in SERVICES:
             self.start_service(service)
         deadline = time.monotonic() + timeout
@@ -187,14 +189,19 @@ class Stack:
         async with httpx.AsyncClient(timeout=2) as client:
             await self._wait_ready(client, "nats", url, time.monotonic() + 20)
 
-    def start_service(self, service: str) -> None:
+    def start_service(self, service: str, name: str | None = None, port: int | None = None) -> None:
+        """Start ``service``; with ``name`` and ``port``, an extra replica of it (e.g. a second scraper)."""
         env = self.config.service_env(service) | self.config.extra_env
-        self._spawn(service, [sys.executable, "-m", MODULES[service]], env)
+        if port is not None:
+            env["SHOWROOM_HTTP_PORT"] = str(port)
+        self._spawn(name or service, [sys.executable, "-m", MODULES[service]], env)
+
+    async def wait_ready(self, name: str, port: int, timeout: float = 60) -> None:
+        async with httpx.AsyncClient(timeout=2) as client:
+            await self._wait_ready(client, name, f"http://127.0.0.1:{port}/readyz", time.monotonic() + timeout)
 
     async def wait_service_ready(self, service: str, timeout: float = 60) -> None:
-        async with httpx.AsyncClient(timeout=2) as client:
-            url = f"http://127.0.0.1:{self.config.ports[service]}/readyz"
-            await self._wait_ready(client, service, url, time.monotonic() + timeout)
+        await self.wait_ready(service, self.config.ports[service], timeout)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name)

@@ -32,6 +32,8 @@ def make_broker(servers: list[str], name: str) -> NatsBroker:
         name=name,
         # Through the root logger, so FastStream's lines are JSON with trace ids like ours.
         logger=logging.getLogger(f"faststream.{name}"),
+        # "Received"/"Processed" for every message is debugging detail, not an operator's log.
+        log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,

@@ -200,6 +200,7 @@ class PageScraped(Event):
         default_factory=list,
         description="URLs this page added to the frontier (the crawl's `discovered` grows by these).",
     )
+    fetched_by: str | None = Field(default=None, description="The scraper instance that fetched it.")
     skipped_links: int = Field(default=0, description="Links first seen here and skipped (robots, depth, budget).")
 
 
@@ -216,6 +217,7 @@ class PageUnchanged(Event):
     fetched_at: datetime = Field(default_factory=utcnow)
     fetch_ms: float = 0.0
     not_modified: bool = Field(description="True when the server answered 304 to a conditional request.")
+    fetched_by: str | None = None
     new_links: list[str] = Field(default_factory=list)
     skipped_links: int = 0
 
@@ -229,6 +231,7 @@ class PageFailed(Event):
     reason: str
     status_code: int | None = None
     attempts: int = 1
+    fetched_by: str | None = None
 
 
 class PageIndexed(Event):

@@ -75,7 +75,7 @@ async def _fetch(msg: NatsMessage) -> None:
 _FRONTIER = {
     "pull_sub": PullSub(batch_size=settings.concurrency, timeout=5),
     "max_workers": settings.concurrency,
-    "config": ConsumerConfig(ack_wait=max(60, 3 * settings.nav_timeout_ms // 1000), max_ack_pending=1000),
+    "config": ConsumerConfig(ack_wait=settings.task_ack_wait_s, max_ack_pending=1000),
     "ack_policy": AckPolicy.NACK_ON_ERROR,
 }
 

@@ -20,12 +20,19 @@ from urllib.parse import urlsplit
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from prometheus_client import Counter
 
 from showroom.scraper.errors import FetchError, PermanentFetchError, TransientFetchError
 from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope
 
 log = logging.getLogger(__name__)
+
+BLOCKED_REQUESTS = Counter(
+    "showroom_browser_blocked_requests_total",
+    "Browser requests aborted: out of the crawl's scope (or refused by the SSRF guard), or a blocked resource type",
+    ["reason"],
+)
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -86,7 +93,6 @@ class BrowserPool:
         self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
         self._by_page: dict[Page, _Slot] = {}
         self._restart_lock = asyncio.Lock()
-        self.blocked_requests = 0
 
     async def start(self) -> None:
         self._pw = await async_playwright().start()
@@ -130,6 +136,7 @@ class BrowserPool:
         url = request.url
         allowed = slot is not None and slot.scope is not None and slot.scope.allows(url)
         if allowed and slot is not None and request.resource_type in slot.block:
+            BLOCKED_REQUESTS.labels(request.resource_type).inc()
             await route.abort("blockedbyclient")
             return
         if allowed and url.startswith(("http://", "https://")):
@@ -138,7 +145,7 @@ class BrowserPool:
             except FetchError:
                 allowed = False
         if not allowed:
-            self.blocked_requests += 1
+            BLOCKED_REQUESTS.labels("out_of_scope").inc()
             log.debug("blocked out-of-scope request %s", url)
             await route.abort("blockedbyclient")
             return

@@ -217,7 +217,10 @@ class Crawler:
                 task.crawl_id, url_key(task.url), in_scope, task.depth + 1, spec.max_depth, scope
             )
         unchanged = page is None or (prev is not None and prev.content_hash == content_hash)
-        common = {"crawl_id": task.crawl_id, "trace_id": task.trace_id, "brand": task.brand, "url": task.url}
+        common = {
+            "crawl_id": task.crawl_id, "trace_id": task.trace_id, "brand": task.brand, "url": task.url,
+            "fetched_by": self.inflight.instance,
+        }  # fmt: skip
         if unchanged:
             event: PageScraped | PageUnchanged = PageUnchanged(
                 **common, depth=task.depth, content_hash=content_hash, fetch_mode=fetched.mode,
@@ -248,7 +251,7 @@ class Crawler:
         log.info("giving up on %s after %d attempt(s): %s", task.url, attempts, exc)
         event = PageFailed(
             crawl_id=task.crawl_id, trace_id=task.trace_id, brand=task.brand, url=task.url, depth=task.depth,
-            reason=exc.reason, status_code=exc.status_code, attempts=attempts,
+            reason=exc.reason, status_code=exc.status_code, attempts=attempts, fetched_by=self.inflight.instance,
         )  # fmt: skip
         await publish_event(self.broker, event, Subjects.page_failed(task.brand), stream=Streams.PAGES.name, msg_id=key)
         letter = DeadLetter(

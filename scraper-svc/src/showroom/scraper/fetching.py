@@ -85,19 +85,20 @@ class Fetcher:
 
     async def fetch(self, url: str, spec: CrawlSpec, scope: Scope, prev: PageRecord | None) -> Fetched:
         render = spec.render if self.browser is not None else RenderMode.NEVER
-        fetched: Fetched | None = None
-        if (prev is not None and (prev.etag or prev.last_modified)) or render is not RenderMode.ALWAYS:
+        pattern = url_pattern(url)
+        hint = await self._hint(pattern) if render is RenderMode.AUTO else None
+        # Plain HTTP first when it can settle the matter: a conditional re-fetch (304 = done), an HTTP-only
+        # crawl, or an auto crawl that does not yet know this section needs a browser.
+        conditional = prev is not None and bool(prev.etag or prev.last_modified)
+        if conditional or render is RenderMode.NEVER or (render is RenderMode.AUTO and hint != "browser"):
             fetched = await self.http_get(url, scope, prev)
             if fetched.not_modified or render is RenderMode.NEVER:
                 return fetched
-        if render is RenderMode.AUTO and fetched is not None:
-            pattern = url_pattern(url)
-            hint = await self._hint(pattern)
-            if hint != "browser" and not needs_rendering(fetched.html):
-                if hint is None:
-                    await self._remember(pattern, "http")
-                return fetched
-            if hint != "browser":
+            if render is RenderMode.AUTO and hint != "browser":
+                if not needs_rendering(fetched.html):
+                    if hint is None:
+                        await self._remember(pattern, "http")
+                    return fetched
                 await self._remember(pattern, "browser")
         assert self.browser is not None
         r = await self.browser.render(url, scope, frozenset(spec.block_resources))

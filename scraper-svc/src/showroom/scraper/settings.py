@@ -33,6 +33,9 @@ class ScraperSettings(ServiceSettings):
     max_page_bytes: int = 10 * 1024 * 1024
     """Larger pages are refused (``too_large``) instead of filling memory."""
 
+    task_ack_wait_s: float = 60.0
+    """A task not acked within this time (its scraper died) goes to another scraper; must exceed the slowest page."""
+
     retry_base_s: float = 1.0
     """First retry delay; doubles each attempt, with jitter."""
 
