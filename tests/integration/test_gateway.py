@@ -87,7 +87,9 @@ async def test_accepted_crawl_is_published_and_its_status_is_shared_state(
         async with httpx.AsyncClient(transport=transport, base_url="http://replica") as replica:
             status = (await replica.get(f"/v1/crawls/{crawl_id}", headers={"X-API-Key": KEY})).json()
     assert status["status"] == "queued"
-    assert status["counts"] == {"discovered": 0, "scraped": 0, "failed": 0, "skipped": 0, "indexed": 0}
+    assert status["counts"] == dict.fromkeys(
+        ["discovered", "scraped", "unchanged", "failed", "skipped", "indexed", "queued", "in_flight"], 0
+    )
     assert resp.headers["X-Response-Time-Ms"]
 
 
