@@ -304,6 +304,7 @@ class QuestionAnswered(Event):
     citation_urls: list[str]
     latency_ms: float
     refused: bool = False
+    cached: bool = Field(default=False, description="Served from the answer cache.")
 
 
 class DeadLetter(Event):
