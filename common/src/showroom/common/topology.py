@@ -13,7 +13,8 @@ INDEX     ``page.indexed.<brand>``                                     what reac
 ANSWERS   ``rag.answered``                                             audit of questions and answers
 DLQ       ``dlq.<service>``                                            poison messages with the reason
 
-Request/reply (core NATS, queue groups): ``rag.ask`` and ``index.search``.
+Request/reply (core NATS, queue groups): ``rag.ask``, ``index.search`` and ``index.stats``;
+``showroom.health`` is answered by every service instance (no queue group).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Subjects:
     ASK = "rag.ask"
     SEARCH = "index.search"
     ANSWERED = "rag.answered"
+    INDEX_STATS = "index.stats"
+    HEALTH = "showroom.health"
+    """Every service instance answers a request here with its health (scatter-gather; see common.service)."""
 
     @staticmethod
     def crawl_requested(brand: str) -> str:
@@ -188,6 +192,7 @@ class Durables:
     METRICS_CRAWLS = "metrics-crawls"
     METRICS_INDEX = "metrics-index"
     METRICS_ANSWERS = "metrics-answers"
+    METRICS_DLQ = "metrics-dlq"
 
 
 class QueueGroups:
