@@ -75,8 +75,24 @@ async def raw_playwright(urls: list[str], concurrency: int, settle_ms: int) -> f
     return len(urls) / elapsed * 60
 
 
-async def crawl(stack: Stack, spec: dict, sample_pss: bool = False) -> tuple[float, dict, float]:
-    """Run one crawl to completion; returns (seconds, final counts, peak scraper PSS in MB)."""
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its descendants (Chromium included)."""
+    total = 0.0
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+async def crawl(stack: Stack, spec: dict, sample_pss: bool = False) -> tuple[float, dict, float, float]:
+    """Run one crawl to completion; returns (seconds, final counts, peak scraper PSS in MB, scraper CPU s)."""
     config = stack.config
     nc = await nats.connect(config.nats_url)
     done: asyncio.Queue[dict] = asyncio.Queue()
@@ -87,6 +103,7 @@ async def crawl(stack: Stack, spec: dict, sample_pss: bool = False) -> tuple[flo
     await nc.subscribe("crawl.finished.*", cb=on_finished)
     peak = 0.0
     scraper_pid = stack.procs["scraper"].pid
+    cpu0 = cpu_seconds(scraper_pid)
     async with GatewayClient(config.gateway_url, config.api_key) as client:
         t0 = time.perf_counter()
         crawl_id = await client.crawl(**spec)
@@ -101,7 +118,7 @@ async def crawl(stack: Stack, spec: dict, sample_pss: bool = False) -> tuple[flo
                 break
         elapsed = time.perf_counter() - t0
     await nc.close()
-    return elapsed, event["counts"], peak
+    return elapsed, event["counts"], peak, cpu_seconds(scraper_pid) - cpu0
 
 
 async def forget_pages(config: StackConfig) -> None:
@@ -119,7 +136,7 @@ def lab_spec(site: str, section: str, render: str, n: int, concurrency: int) -> 
         "start_urls": [f"{site}/lab/{section}/"],
         "include": [f"^{site}/lab/{section}/"],
         "max_pages": n + 1,
-        "max_depth": n + 1,
+        "max_depth": 3,  # the section's index links every article
         "render": render,
         "use_sitemaps": False,
         "host_concurrency": concurrency,
@@ -139,14 +156,16 @@ async def main(pages: int, concurrency: int, memory_pages: int) -> None:
             site = config.demo_url
             js_urls = [f"{site}/lab/js/"] + [f"{site}/lab/js/articles/{i}" for i in range(1, pages + 1)]
             raw = await raw_playwright(js_urls, concurrency, settle_ms=1500)
-            t_always, c_always, _ = await crawl(stack, lab_spec(site, "js", "always", pages, concurrency))
+            t_always, c_always, _, _ = await crawl(stack, lab_spec(site, "js", "always", pages, concurrency))
             showroom = c_always["scraped"] / t_always * 60
             await forget_pages(config)
-            t_static_always, c1, _ = await crawl(stack, lab_spec(site, "static", "always", pages, concurrency))
+            t_static_always, c1, _, cpu_always = await crawl(
+                stack, lab_spec(site, "static", "always", pages, concurrency)
+            )
             await forget_pages(config)
-            t_static_auto, _, _ = await crawl(stack, lab_spec(site, "static", "auto", pages, concurrency))
+            t_static_auto, _, _, cpu_auto = await crawl(stack, lab_spec(site, "static", "auto", pages, concurrency))
             await forget_pages(config)
-            t_mem, c_mem, peak = await crawl(
+            t_mem, c_mem, peak, _ = await crawl(
                 stack, lab_spec(site, "js", "always", memory_pages, concurrency) | {"brand": "memory"}, sample_pss=True
             )
     print(f"JS pages, concurrency {concurrency}, {len(js_urls)} pages")
@@ -154,8 +173,13 @@ async def main(pages: int, concurrency: int, memory_pages: int) -> None:
     print(f"  Showroom render=always     {showroom:7.0f} pages/min  ({showroom / raw:.0%} of raw; goal >= 90%)")
     print(f"static section, {c1['scraped'] + c1['unchanged']} pages")
     print(f"  render=always              {t_static_always:7.1f} s")
+    n_static = c1["scraped"] + c1["unchanged"]
     speedup = t_static_always / t_static_auto
     print(f"  render=auto                {t_static_auto:7.1f} s   ({speedup:.1f}x faster; goal >= 20x)")
+    print(
+        f"  scraper CPU per page       always {cpu_always / n_static * 1000:5.0f} ms, auto "
+        f"{cpu_auto / n_static * 1000:5.0f} ms ({cpu_always / cpu_auto:.1f}x less)"
+    )
     print(f"memory: {c_mem['scraped'] + c_mem['unchanged']} JS pages in {t_mem:.0f} s")
     print(f"  scraper peak PSS           {peak:7.0f} MB (goal < 800 MB)")
 

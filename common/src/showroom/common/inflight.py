@@ -1,4 +1,4 @@
-"""Pages in flight per crawl, exact without drifting: each scraper process owns one key per crawl.
+"""Pages in flight per crawl, without drift (and at most FLUSH_S old): each scraper process owns one key per crawl.
 
 A single writer per key needs no compare-and-set, and a process that dies
 simply stops refreshing its keys: readers ignore entries older than
@@ -17,6 +17,8 @@ from nats.js.kv import KeyValue
 
 STALE_AFTER_S = 30.0
 REFRESH_S = 10.0
+FLUSH_S = 0.5
+"""Counts are written at most this often: a per-page write would double the bus traffic of a fetch."""
 
 
 class InflightCounter:
@@ -24,6 +26,7 @@ class InflightCounter:
         self.kv = kv
         self.instance = instance or uuid.uuid4().hex[:12]
         self._counts: dict[str, int] = {}
+        self._dirty: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -37,13 +40,11 @@ class InflightCounter:
 
     async def begin(self, crawl_id: str) -> None:
         self._counts[crawl_id] = self._counts.get(crawl_id, 0) + 1
-        await self._write(crawl_id)
+        self._dirty.add(crawl_id)
 
     async def end(self, crawl_id: str) -> None:
         self._counts[crawl_id] = max(0, self._counts.get(crawl_id, 0) - 1)
-        await self._write(crawl_id)
-        if self._counts[crawl_id] == 0:
-            del self._counts[crawl_id]
+        self._dirty.add(crawl_id)
 
     async def _write(self, crawl_id: str) -> None:
         value = json.dumps({"n": self._counts.get(crawl_id, 0), "at": time.time()}).encode()
@@ -51,10 +52,19 @@ class InflightCounter:
             await self.kv.put(f"{crawl_id}.{self.instance}", value)
 
     async def _refresh_forever(self) -> None:
+        """Write changed counts every FLUSH_S, and all live ones every REFRESH_S (the heartbeat)."""
+        last_refresh = time.monotonic()
         while True:
-            await asyncio.sleep(REFRESH_S)
-            for crawl_id in list(self._counts):
+            await asyncio.sleep(FLUSH_S)
+            due = set(self._dirty)
+            if time.monotonic() - last_refresh >= REFRESH_S:
+                due |= set(self._counts)
+                last_refresh = time.monotonic()
+            self._dirty.clear()
+            for crawl_id in due:
                 await self._write(crawl_id)
+                if self._counts.get(crawl_id) == 0:
+                    del self._counts[crawl_id]
 
 
 async def inflight_total(kv: KeyValue, crawl_id: str) -> int:

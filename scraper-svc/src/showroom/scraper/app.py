@@ -146,6 +146,7 @@ async def start_dependencies() -> None:
             nav_timeout_ms=settings.nav_timeout_ms,
             settle_timeout_ms=settings.settle_timeout_ms,
             recycle_after=settings.recycle_after,
+            context_recycle_after=settings.context_recycle_after,
         )
         await pool.start()
     inflight = InflightCounter(kv[Buckets.INFLIGHT.name])

@@ -3,8 +3,14 @@
 One browser per scraper process, a fixed pool of reused pages (reusing a
 page renders ~50% faster than opening one per URL here), each page recycled
 after ``recycle_after`` navigations because a reused renderer grows without
-bound.  Every request a page makes — sub-resources, XHR, redirects — passes
-the crawl's scope check and the SSRF guard in the browser itself, so a page
+bound.  Closing a page is not enough on its own: pages of one site share a
+renderer process, which lives as long as any of them.  So pages also belong
+to a browser context that is retired after ``context_recycle_after``
+navigations; contexts never share renderers, so when a retired context's
+last page is replaced the context is closed and its renderers exit.
+
+Every request a page makes — sub-resources, XHR, redirects — passes the
+crawl's scope check and the SSRF guard in the browser itself, so a page
 cannot make the browser fetch hosts outside the crawl.
 """
 
@@ -63,6 +69,7 @@ class Rendered:
 @dataclass
 class _Slot:
     page: Page
+    context: BrowserContext
     navigations: int = 0
     scope: Scope | None = None
     block: frozenset[str] = frozenset()
@@ -79,6 +86,7 @@ class BrowserPool:
         nav_timeout_ms: int = 20_000,
         settle_timeout_ms: int = 1_500,
         recycle_after: int = 50,
+        context_recycle_after: int = 200,
     ) -> None:
         self.executable_path = executable_path
         self.size = size
@@ -87,6 +95,9 @@ class BrowserPool:
         self.nav_timeout_ms = nav_timeout_ms
         self.settle_timeout_ms = settle_timeout_ms
         self.recycle_after = recycle_after
+        self.context_recycle_after = context_recycle_after
+        self._context_navigations = 0
+        self._live_pages: dict[BrowserContext, int] = {}
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
@@ -105,19 +116,29 @@ class BrowserPool:
         self._browser = await self._pw.chromium.launch(
             executable_path=self.executable_path, args=CHROMIUM_ARGS, headless=True
         )
+        await self._new_context()
+        # Pages of a dead browser still sit in the pool; each fails once and is replaced (see render()).
+        self._by_page.clear()
+        self._live_pages.clear()
+
+    async def _new_context(self) -> None:
+        assert self._browser is not None
         self._context = await self._browser.new_context(
             user_agent=self.user_agent, service_workers="block", java_script_enabled=True
         )
         await self._context.route("**/*", self._guard_request)
-        # Pages of a dead browser still sit in the pool; each fails once and is replaced (see render()).
-        self._by_page.clear()
+        self._context_navigations = 0
+        self._live_pages[self._context] = 0
 
     async def _new_slot(self) -> _Slot:
+        if self._context is None or self._context_navigations >= self.context_recycle_after:
+            await self._new_context()
         assert self._context is not None
         page = await self._context.new_page()
         page.set_default_navigation_timeout(self.nav_timeout_ms)
-        slot = _Slot(page)
+        slot = _Slot(page, self._context)
         self._by_page[page] = slot
+        self._live_pages[self._context] = self._live_pages.get(self._context, 0) + 1
         return slot
 
     async def stop(self) -> None:
@@ -167,7 +188,10 @@ class BrowserPool:
         finally:
             slot.scope = None
             slot.navigations += 1
-            if slot.navigations >= self.recycle_after:
+            if slot.context is self._context:
+                self._context_navigations += 1
+            retired = slot.context is not self._context or self._context_navigations >= self.context_recycle_after
+            if slot.navigations >= self.recycle_after or retired:
                 slot = await self._replace(slot)
             self._slots.put_nowait(slot)
 
@@ -213,6 +237,14 @@ class BrowserPool:
         self._by_page.pop(slot.page, None)
         with contextlib.suppress(Exception):
             await slot.page.close()
+        left = self._live_pages.get(slot.context, 1) - 1
+        if left <= 0 and slot.context is not self._context:
+            # A retired context's last page is gone: closing it lets its renderer processes exit.
+            self._live_pages.pop(slot.context, None)
+            with contextlib.suppress(Exception):
+                await slot.context.close()
+        else:
+            self._live_pages[slot.context] = left
         try:
             return await self._new_slot()
         except PlaywrightError:

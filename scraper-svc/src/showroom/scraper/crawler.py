@@ -115,6 +115,8 @@ class Crawler:
         self.retry_base_s = retry_base_s
         self.status_ttl_s = status_ttl_s
         self._crawls: dict[str, _CachedCrawl] = {}
+        # crawl_urls key -> the parent that claimed it, as far as this process has seen (bounded).
+        self._claimed_by: dict[str, str] = {}
 
     # -- seeding -------------------------------------------------------------
 
@@ -317,23 +319,29 @@ class Crawler:
         for url in dict.fromkeys(urls):
             if not scope.admits(url):
                 continue
+            key = f"{crawl_id}.{url_key(url)}"
+            if self._claimed_by.get(key, parent) != parent:
+                continue  # another page's claim: it can never become ours, no need to ask the bucket
             reason = None
             if depth > max_depth:
                 reason = "depth"
-            elif await self._looks_like_trap(crawl_id, url):
-                reason = "trap"
             elif not await self.robots.allowed(url):
                 reason = "robots"
-            key = f"{crawl_id}.{url_key(url)}"
             value = {"state": "skipped" if reason else "queued", "reason": reason, "parent": parent}
             try:
                 await self.urls.create(key, json.dumps(value).encode())
             except KeyWrongLastSequenceError:
                 # Already known, unless this very parent claimed it before a crash.
                 existing = await self._url_state(key)
+                self._remember_claim(key, str(existing.get("parent")))
                 if existing.get("parent") == parent and existing.get("state") == "queued":
                     reclaimed.append(url)
                 continue
+            self._remember_claim(key, parent)
+            # Only the first claimer counts a URL towards its path's query variants.
+            if reason is None and await self._looks_like_trap(crawl_id, url):
+                reason = "trap"
+                await self.urls.put(key, json.dumps(value | {"state": "skipped", "reason": reason}).encode())
             if reason:
                 skipped += 1
             else:
@@ -343,6 +351,12 @@ class Crawler:
             value = {"state": "skipped", "reason": "max_pages", "parent": parent}
             await self.urls.put(f"{crawl_id}.{url_key(url)}", json.dumps(value).encode())
         return reclaimed + fresh[:granted], skipped + len(fresh) - granted
+
+    def _remember_claim(self, key: str, parent: str) -> None:
+        self._claimed_by[key] = parent
+        if len(self._claimed_by) > 200_000:
+            for old in list(self._claimed_by)[:50_000]:
+                del self._claimed_by[old]
 
     async def _looks_like_trap(self, crawl_id: str, url: str) -> bool:
         """Over-long URLs, too many query parameters, repeating path segments, or a path whose query keeps

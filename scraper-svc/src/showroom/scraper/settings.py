@@ -23,6 +23,8 @@ class ScraperSettings(ServiceSettings):
     """After `load`, how long to wait for the network to go idle (scripts rendering content)."""
 
     recycle_after: int = 50
+    context_recycle_after: int = 200
+    """Navigations before the browser context (and with it every renderer process) is replaced."""
     """Navigations before a browser page is replaced (a reused renderer's memory grows without bound)."""
 
     http_timeout_s: float = 15.0
