@@ -13,7 +13,7 @@ def test_every_chunk_of_a_product_page_names_the_product() -> None:
     product = Product(name="Rokit 5 G4", brand="KRK", category="Studio Monitors", sku="RP5G4", price=179.0,
                       priceCurrency="USD", availability="InStock", specs={"Woofer size": "5 in"})  # fmt: skip
     prose = "# Rokit 5 G4\n\n" + "word " * 500 + "\n\n## Warranty\n\nThree years."
-    chunks = chunk_page(_page(prose, product), max_words=120)
+    chunks = chunk_page(_page(prose, product), max_tokens=120)
     assert len(chunks) >= 5
     assert all(c.text.startswith("Rokit 5 G4 by KRK (Studio Monitors) SKU RP5G4") for c in chunks)
     assert [c.index for c in chunks] == list(range(len(chunks)))

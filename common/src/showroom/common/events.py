@@ -244,12 +244,15 @@ class PageIndexed(Event):
     collection: str
     fetched_at: datetime
     index_ms: float = 0.0
+    unchanged: bool = Field(default=False, description="The index already held this content: nothing re-embedded.")
 
 
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
     brand: str | None = Field(default=None, pattern=BRAND_PATTERN)
     top_k: int = Field(default=5, ge=1, le=50)
+    category: str | None = Field(default=None, max_length=200, description="Only chunks of this product category.")
+    url: str | None = Field(default=None, max_length=2000, description="Only chunks of this page.")
 
 
 class SearchHit(BaseModel):
@@ -261,10 +264,46 @@ class SearchHit(BaseModel):
     chunk_index: int
     content_hash: str
     fetched_at: datetime | None = None
+    section: str = ""
 
 
 class SearchResponse(BaseModel):
     hits: list[SearchHit]
+    error: str | None = None
+    model: str | None = Field(default=None, description="The embedding model of the searched collection.")
+
+
+class ProductSearchRequest(BaseModel):
+    """Structured search over extracted products (``index.products``): no LLM involved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brand: str | None = Field(default=None, pattern=BRAND_PATTERN)
+    category: str | None = Field(default=None, max_length=200, description="Exact category, case-insensitive.")
+    min_price: float | None = Field(default=None, ge=0)
+    max_price: float | None = Field(default=None, ge=0)
+    in_stock: bool | None = Field(default=None, description="True: only products in stock; False: only those not.")
+    q: str | None = Field(default=None, max_length=200, description="Words that must all appear in the product.")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class ProductSummary(BaseModel):
+    url: str
+    name: str
+    brand: str
+    category: str | None = None
+    sku: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    availability: str | None = None
+    in_stock: bool = False
+    specs: dict[str, str] = Field(default_factory=dict)
+    content_hash: str
+    fetched_at: datetime | None = None
+
+
+class ProductSearchResponse(BaseModel):
+    products: list[ProductSummary]
     error: str | None = None
 
 
@@ -293,6 +332,7 @@ class Answer(BaseModel):
     citations: list[Citation]
     latency_ms: float = 0.0
     error: str | None = None
+    cached: bool = Field(default=False, description="Served from the shared answer cache.")
 
 
 class QuestionAnswered(Event):
@@ -304,6 +344,7 @@ class QuestionAnswered(Event):
     citation_urls: list[str]
     latency_ms: float
     refused: bool = False
+    cached: bool = False
     cached: bool = Field(default=False, description="Served from the answer cache.")
 
 

@@ -43,7 +43,9 @@ class Subjects:
     """Subject names; functions build the per-brand / per-host ones."""
 
     ASK = "rag.ask"
+    ASK_STREAM = "rag.ask.stream"
     SEARCH = "index.search"
+    PRODUCTS = "index.products"
     ANSWERED = "rag.answered"
     INDEX_STATS = "index.stats"
     HEALTH = "showroom.health"

@@ -8,13 +8,19 @@ from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
 from showroom.common.bus import bind_trace, decode_or_dead_letter, make_broker, publish_event
-from showroom.common.events import PageScraped, SearchRequest, SearchResponse
+from showroom.common.events import (
+    PageScraped,
+    ProductSearchRequest,
+    ProductSearchResponse,
+    SearchRequest,
+    SearchResponse,
+)
 from showroom.common.service import build_app
 from showroom.common.topology import Durables, QueueGroups, Streams, Subjects
 from showroom.indexer.embedding import load_embedder
 from showroom.indexer.indexing import Indexer
 from showroom.indexer.settings import IndexerSettings
-from showroom.indexer.store import ChunkStore
+from showroom.indexer.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +34,11 @@ _deps: dict[str, Indexer] = {}
     "page.scraped.*",
     stream=JStream(Streams.PAGES.name, declare=False),
     durable=Durables.INDEXER_PAGES,
-    pull_sub=PullSub(batch_size=8, timeout=5),
+    pull_sub=PullSub(batch_size=settings.index_concurrency, timeout=5),
     config=ConsumerConfig(max_deliver=5, ack_wait=120, max_ack_pending=256),
     ack_policy=AckPolicy.NACK_ON_ERROR,
+    # Several pages in flight at once share the indexer's embedding micro-batches.
+    max_workers=settings.index_concurrency,
 )
 async def on_page_scraped(msg: NatsMessage) -> None:
     page = await decode_or_dead_letter(broker, msg, PageScraped, SERVICE)
@@ -51,19 +59,50 @@ async def on_page_scraped(msg: NatsMessage) -> None:
 
 @broker.subscriber(Subjects.SEARCH, queue=QueueGroups.INDEXER, max_workers=settings.search_concurrency)
 async def on_search(request: SearchRequest) -> SearchResponse:
-    return await _deps["indexer"].search(request)
+    try:
+        return await _deps["indexer"].search(request)
+    except Exception as exc:  # the caller gets a reason, never a hang
+        log.exception("search failed")
+        return SearchResponse(hits=[], error=str(exc)[:300])
+
+
+@broker.subscriber(Subjects.PRODUCTS, queue=QueueGroups.INDEXER, max_workers=settings.search_concurrency)
+async def on_products(request: ProductSearchRequest) -> ProductSearchResponse:
+    try:
+        return await _deps["indexer"].products(request)
+    except Exception as exc:
+        log.exception("product search failed")
+        return ProductSearchResponse(products=[], error=str(exc)[:300])
+
+
+def make_embedder():  # type: ignore[no-untyped-def]
+    if settings.embedder.strip().lower() == "gemini":
+        key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
+        return load_embedder("gemini", api_key=key, model=settings.gemini_embedding_model,
+                             dim=settings.gemini_embedding_dim, base_url=settings.gemini_base_url)  # fmt: skip
+    return load_embedder(settings.embedder)
 
 
 async def open_index() -> None:
-    embedder = load_embedder(settings.embedder)
-    store = ChunkStore.open(settings.collection, url=settings.qdrant_url, path=settings.qdrant_path)
+    embedder = make_embedder()
+    store = open_store(
+        settings.collection, url=settings.qdrant_url, path=settings.qdrant_path, backend=settings.store_backend
+    )
     await store.ensure_collection(embedder.name, embedder.dim)
-    _deps["indexer"] = Indexer(store, embedder, settings.chunk_words)
-    log.info("index %s ready (%s, %d-d)", settings.collection, embedder.name, embedder.dim)
+    _deps["indexer"] = Indexer(
+        store,
+        embedder,
+        settings.chunk_tokens,
+        max_batch_chunks=settings.batch_max_chunks,
+        max_wait_ms=settings.batch_max_wait_ms,
+    )
+    log.info("index %s ready (%s, %d-d, %s)", settings.collection, embedder.name, embedder.dim,
+             await store.current_version())  # fmt: skip
 
 
 async def close_index() -> None:
     if indexer := _deps.get("indexer"):
+        await indexer.close()
         await indexer.store.close()
 
 

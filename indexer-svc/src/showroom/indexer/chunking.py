@@ -5,8 +5,12 @@
   monitor it belongs to.
 * The spec table becomes one ``Key: value`` line per row and is kept whole
   (split only between rows if it is very long).
-* Prose is split at headings, then into word-bounded windows; each chunk
-  carries its heading path.
+* Prose is split at headings, then into token-bounded windows (at sentence
+  ends where possible); each chunk carries its heading path.
+
+Token counts use BERT's pre-tokenisation (words and punctuation marks), a
+lower bound on the embedder's word pieces; the default bound leaves room
+under all-MiniLM-L6-v2's 256-piece window for the identity header.
 """
 
 from __future__ import annotations
@@ -17,6 +21,16 @@ from dataclasses import dataclass
 from showroom.common.events import PageScraped, Product
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+#: Bumped when chunking changes: a page indexed by another chunker version is re-chunked even
+#: when its content is unchanged.
+CHUNKER_VERSION = "2"
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
 
 
 @dataclass(frozen=True)
@@ -52,22 +66,21 @@ def offer_lines(p: Product) -> list[str]:
     return lines
 
 
-def chunk_page(page: PageScraped, max_words: int = 180) -> list[Chunk]:
+def chunk_page(page: PageScraped, max_tokens: int = 180) -> list[Chunk]:
     head = identity(page)
     blocks: list[tuple[str, str]] = []  # (section, text)
     p = page.product
     if p is not None:
         facts = offer_lines(p) + [f"{k}: {v}" for k, v in p.specs.items()]
-        for group in _windows(facts, max_words):
+        for group in _windows(facts, max_tokens):
             blocks.append(("Specifications", "\n".join(group)))
     # With structured specs in hand, the markdown's own rendering of the table is a duplicate.
     prose = page.markdown
     if p is not None and p.specs:
         prose = "\n".join(line for line in prose.splitlines() if not line.lstrip().startswith("|"))
     for section, text in _sections(prose):
-        words = text.split()
-        for start in range(0, len(words), max_words):
-            blocks.append((section, " ".join(words[start : start + max_words])))
+        for group in _windows(_pieces(text, max_tokens), max_tokens):
+            blocks.append((section, " ".join(group)))
     blocks = [(section, text) for section, text in blocks if text.strip()]
     return [
         Chunk(i, f"{head}\n{section}\n{text}" if section else f"{head}\n{text}", section)
@@ -75,12 +88,31 @@ def chunk_page(page: PageScraped, max_words: int = 180) -> list[Chunk]:
     ]
 
 
-def _windows(lines: list[str], max_words: int) -> list[list[str]]:
+def _pieces(text: str, max_tokens: int) -> list[str]:
+    """Sentences, with any sentence longer than the bound cut into word windows."""
+    out: list[str] = []
+    for sentence in _SENTENCE_END.split(" ".join(text.split())):
+        words = sentence.split()
+        piece: list[str] = []
+        n = 0
+        for word in words:
+            k = count_tokens(word)
+            if piece and n + k > max_tokens:
+                out.append(" ".join(piece))
+                piece, n = [], 0
+            piece.append(word)
+            n += k
+        if piece:
+            out.append(" ".join(piece))
+    return out
+
+
+def _windows(lines: list[str], max_tokens: int) -> list[list[str]]:
     groups: list[list[str]] = [[]]
     words = 0
     for line in lines:
-        n = len(line.split())
-        if groups[-1] and words + n > max_words:
+        n = count_tokens(line)
+        if groups[-1] and words + n > max_tokens:
             groups.append([])
             words = 0
         groups[-1].append(line)

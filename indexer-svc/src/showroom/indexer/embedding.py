@@ -53,6 +53,7 @@ __all__ = [
     "MINILM_MODEL_DIR_ENV",
     "MINILM_SAFETENSORS_SHA256",
     "Embedder",
+    "GeminiEmbedder",
     "HashingEmbedder",
     "MiniLMEmbedder",
     "ModelIntegrityError",
@@ -407,17 +408,72 @@ class HashingEmbedder:
 
 # --------------------------------------------------------------------------------------------
 
+# Gemini embeddings
+# --------------------------------------------------------------------------------------------
+
+
+class GeminiEmbedder:
+    """Gemini embeddings through ``google-genai`` (``embed_content``), truncated to ``dim`` and re-normalised.
+
+    The name records model and dimension, so a collection built with one never receives the other.
+    """
+
+    def __init__(self, api_key: str, model: str = "gemini-embedding-001", dim: int = 768,
+                 base_url: str | None = None, batch_size: int = 64) -> None:  # fmt: skip
+        from google import genai
+        from google.genai import types
+
+        self._types = types
+        http_options = types.HttpOptions(base_url=base_url) if base_url else None
+        self.client = genai.Client(api_key=api_key, http_options=http_options)
+        self.model = model
+        self.dim = dim
+        self.name = f"google/{model}@{dim}"
+        self.batch_size = batch_size
+
+    def _embed(self, texts: Sequence[str], task: str) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            response = self.client.models.embed_content(
+                model=self.model,
+                contents=batch,
+                config=self._types.EmbedContentConfig(task_type=task, output_dimensionality=self.dim),
+            )
+            for i, emb in enumerate(response.embeddings or []):
+                vec = np.asarray(emb.values or [], dtype=np.float32)[: self.dim]
+                out[start + i, : len(vec)] = vec
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, np.float32(1e-12))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts; use embed_query() for one")
+        return self._embed(texts, "RETRIEVAL_DOCUMENT")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._embed([text], "RETRIEVAL_QUERY")[0]
+
+
+# --------------------------------------------------------------------------------------------
+
 EMBEDDERS: dict[str, type[MiniLMEmbedder] | type[HashingEmbedder]] = {
     "minilm": MiniLMEmbedder,
     "hashing": HashingEmbedder,
 }
 
 
-def load_embedder(name: str = "minilm") -> Embedder:
-    """Build the embedder called ``name``: ``"minilm"`` (production) or ``"hashing"`` (tests)."""
+def load_embedder(name: str = "minilm", **options: object) -> Embedder:
+    """Build the embedder called ``name``: ``"minilm"`` (offline default), ``"gemini"`` (needs
+    ``api_key``; optional ``model``, ``dim``, ``base_url``) or ``"hashing"`` (tests)."""
+    key = name.strip().lower()
+    if key == "gemini":
+        if not options.get("api_key"):
+            raise ValueError("the gemini embedder needs an API key (GEMINI_API_KEY)")
+        return GeminiEmbedder(**options)  # type: ignore[arg-type]
     try:
-        factory = EMBEDDERS[name.strip().lower()]
+        factory = EMBEDDERS[key]
     except KeyError:
-        choices = ", ".join(sorted(EMBEDDERS))
+        choices = ", ".join(sorted([*EMBEDDERS, "gemini"]))
         raise ValueError(f"unknown embedder {name!r}; choose one of: {choices}") from None
     return factory()

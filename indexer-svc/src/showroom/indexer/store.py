@@ -1,103 +1,580 @@
-"""The chunk store: one Qdrant collection, embedded (``path=``) or a server (``url=``), same client.
+"""The chunk store: one interface, two backends.
 
-Point ids are derived from (url, chunk index), so re-indexing a page
-overwrites its points instead of adding copies, and a page that shrank has
-its surplus chunks deleted: no stale chunk survives.  The collection records
-which embedding model filled it; opening it with another model is refused,
-because vectors of two models in one space make every search wrong.
+* :class:`EdgeChunkStore` -- Qdrant Edge (``qdrant-edge-py``), the embedded default.  A Rust
+  engine in this process: HNSW, payload indexes, sparse vectors and RRF fusion, ~2 ms filtered
+  search at 100k chunks.  It locks its folder, so only indexer-svc opens it.
+* :class:`QdrantChunkStore` -- ``qdrant-client`` against a Qdrant server (production); tests run
+  it in ``:memory:`` local mode as the stand-in for the server (same API, brute force).
+
+Both hold, per chunk, a dense vector (``dense``, cosine) and a BM25 sparse vector (``bm25``,
+IDF applied by the engine), and answer a hybrid query by fusing the two rankings with RRF.
+
+Versions and the alias.  A logical collection (``showroom_pages``) is an *alias* pointing at
+one physical version (``showroom_pages__v1``, ``__v2``...).  Every read and write goes through
+the alias, so a rebuild fills a new version and :meth:`ChunkStore.swap_alias` switches readers
+to it atomically (a server alias update; for Qdrant Edge an ``alias.json`` replaced with
+``os.replace``).
+
+Idempotence.  Point ids derive from (url, chunk index): re-indexing a page overwrites its
+points, and a page that shrank has its surplus chunks deleted, so no stale chunk survives.
+Each version records the embedding model and dimension that filled it; writing vectors of
+another model is refused with :class:`ModelMismatchError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qdrant_client import AsyncQdrantClient, models
+
+__all__ = [
+    "DENSE",
+    "SPARSE",
+    "ChunkStore",
+    "EdgeChunkStore",
+    "ModelMismatchError",
+    "ProductQuery",
+    "QdrantChunkStore",
+    "SearchFilter",
+    "Sparse",
+    "StoredChunk",
+    "open_store",
+    "point_id",
+]
+
+DENSE = "dense"
+SPARSE = "bm25"
+#: RRF's k: 60 is the constant of the original paper and Qdrant's default.
+RRF_K = 60
+#: Payload fields with an index (where the backend uses them): filters and the product search.
+#: Flags are filtered as keywords (``kind``: product|page, ``stock``: in|out), not booleans:
+#: qdrant-edge-py 0.9 turns ``MatchValue(True)`` into the integer 1, which matches no boolean.
+KEYWORD_FIELDS = ("url", "brand", "category", "content_hash", "kind", "stock")
+INTEGER_FIELDS = ("chunk_index",)
+FLOAT_FIELDS = ("price",)
 
 
 class ModelMismatchError(RuntimeError):
-    """The collection was built by a different embedding model."""
+    """The collection was built by a different embedding model (or dimension)."""
 
 
 def point_id(url: str, chunk_index: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{chunk_index}"))
 
 
-class ChunkStore:
-    def __init__(self, client: AsyncQdrantClient, collection: str, payload_indexes: bool = True) -> None:
-        self.client = client
-        self.collection = collection
-        self.payload_indexes = payload_indexes
-        # Embedded Qdrant is not safe for concurrent writers within one process.
-        self._lock = asyncio.Lock()
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse vector: BM25 term weights by hashed token id."""
 
-    @classmethod
-    def open(cls, collection: str, *, url: str | None = None, path: str | None = None) -> ChunkStore:
-        if url:
-            return cls(AsyncQdrantClient(url=url), collection)
-        # Embedded Qdrant searches by brute force and ignores payload indexes (it warns if asked).
-        return cls(AsyncQdrantClient(path=path or ":memory:"), collection, payload_indexes=False)
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    brand: str | None = None
+    category: str | None = None
+    url: str | None = None
+
+    def conditions(self) -> list[tuple[str, Any]]:
+        return [(k, v) for k, v in (("brand", self.brand), ("category", self.category), ("url", self.url)) if v]
+
+
+@dataclass(frozen=True)
+class ProductQuery:
+    """Structured product search: every given field must match."""
+
+    brand: str | None = None
+    category: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    in_stock: bool | None = None
+    text: str | None = None
+    limit: int = 50
+
+
+@dataclass
+class StoredChunk:
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def _version_name(collection: str, n: int) -> str:
+    return f"{collection}__v{n}"
+
+
+def _version_number(collection: str, name: str) -> int:
+    m = re.fullmatch(re.escape(collection) + r"__v(\d+)", name)
+    return int(m.group(1)) if m else 0
+
+
+def _matches_text(payload: dict[str, Any], text: str | None) -> bool:
+    if not text:
+        return True
+    product = payload.get("product") or {}
+    haystack = " ".join(
+        str(x) for x in (product.get("name"), product.get("brand"), product.get("category"), product.get("sku"),
+                         product.get("description"), " ".join(f"{k} {v}" for k, v in product.get("specs", {}).items()))
+        if x
+    ).lower()  # fmt: skip
+    return all(word in haystack for word in text.lower().split())
+
+
+class ChunkStore(ABC):
+    """What indexer-svc needs from a vector store; see the module docstring."""
+
+    collection: str
+    """The alias every read and write goes through."""
+
+    def __init__(self, collection: str) -> None:
+        self.collection = collection
+        self.model: str | None = None
+        self.dim: int | None = None
+        # Writers are serialised: replace_page is upsert-then-delete and must not interleave with
+        # another replace of the same page.
+        self._write_lock = asyncio.Lock()
+
+    # -- versions ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def current_version(self) -> str | None:
+        """The physical collection the alias points at (``None`` before the first one)."""
+
+    @abstractmethod
+    async def versions(self) -> list[str]:
+        """Every physical version of this collection, oldest first."""
+
+    @abstractmethod
+    async def create_version(self, model: str, dim: int) -> str:
+        """Create an empty new version recording ``model``/``dim``; the alias does not move."""
+
+    @abstractmethod
+    async def swap_alias(self, version: str) -> None:
+        """Point the alias at ``version`` atomically: readers see the old one or the new one."""
+
+    @abstractmethod
+    async def version_meta(self, version: str) -> dict[str, Any]:
+        """The ``{"embedder": ..., "dim": ...}`` a version records."""
 
     async def ensure_collection(self, model: str, dim: int) -> None:
-        meta = {"embedder": model, "dim": dim}
-        if not await self.client.collection_exists(self.collection):
-            await self.client.create_collection(
-                self.collection,
-                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                metadata=meta,
-            )
-            for field in ("url", "brand") if self.payload_indexes else ():
-                await self.client.create_payload_index(self.collection, field, models.PayloadSchemaType.KEYWORD)
-            return
-        info = await self.client.get_collection(self.collection)
-        found = dict(info.config.metadata or {})
-        size = info.config.params.vectors.size  # type: ignore[union-attr]
-        if found.get("embedder", model) != model or size != dim:
+        """Open the alias's version, creating version 1 on first use; refuse another model."""
+        version = await self.current_version()
+        if version is None:
+            version = await self.create_version(model, dim)
+            await self.swap_alias(version)
+        meta = await self.version_meta(version)
+        if meta.get("embedder") != model or meta.get("dim") != dim:
             raise ModelMismatchError(
-                f"collection {self.collection!r} holds vectors of {found.get('embedder')!r} ({size}-d); "
-                f"refusing to add {model!r} ({dim}-d). Index into a new collection instead."
+                f"collection {self.collection!r} ({version}) holds vectors of {meta.get('embedder')!r} "
+                f"({meta.get('dim')}-d); refusing to add {model!r} ({dim}-d). Build a new version and swap "
+                "the alias instead."
             )
+        self.model, self.dim = model, dim
 
-    async def replace_page(self, url: str, vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+    def _check_dim(self, vectors: np.ndarray) -> None:
+        if self.dim is not None and vectors.ndim == 2 and vectors.shape[0] and vectors.shape[1] != self.dim:
+            raise ModelMismatchError(f"{vectors.shape[1]}-d vectors for a {self.dim}-d collection ({self.model})")
+
+    # -- data -------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def page_version(self, url: str) -> dict[str, Any] | None:
+        """The payload of ``url``'s first chunk (content hash, chunker...), ``None`` if not indexed."""
+
+    @abstractmethod
+    async def replace_page(
+        self, url: str, dense: np.ndarray, sparse: Sequence[Sparse], payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Make ``url``'s chunks exactly these (an empty list removes the page)."""
+
+    @abstractmethod
+    async def search(
+        self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
+    ) -> list[StoredChunk]:
+        """Hybrid search: dense and sparse candidates fused by RRF (dense only without ``sparse``)."""
+
+    @abstractmethod
+    async def products(self, query: ProductQuery) -> list[dict[str, Any]]:
+        """Payloads of product pages' first chunks that match ``query``."""
+
+    @abstractmethod
+    async def count(self, url: str | None = None) -> int: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------
+# Qdrant Edge (embedded)
+# ------------------------------------------------------------------------------------------
+
+
+class EdgeChunkStore(ChunkStore):
+    """Qdrant Edge shards under ``root/<collection>/<version>/``, the alias in ``alias.json``."""
+
+    def __init__(self, collection: str, root: str | os.PathLike[str]) -> None:
+        import qdrant_edge
+
+        super().__init__(collection)
+        self.q = qdrant_edge
+        self.base = Path(root) / collection
+        self.base.mkdir(parents=True, exist_ok=True)
+        self._shards: dict[str, Any] = {}
+        self._optimized_at: dict[str, int] = {}
+
+    # versions
+    @property
+    def _alias_file(self) -> Path:
+        return self.base / "alias.json"
+
+    async def current_version(self) -> str | None:
+        try:
+            return json.loads(self._alias_file.read_text())["version"]
+        except FileNotFoundError:
+            return None
+
+    async def versions(self) -> list[str]:
+        found = [p.name for p in self.base.iterdir() if (p / "meta.json").is_file()]
+        return sorted(found, key=lambda v: _version_number(self.collection, v))
+
+    async def create_version(self, model: str, dim: int) -> str:
+        n = max((_version_number(self.collection, v) for v in await self.versions()), default=0) + 1
+        version = _version_name(self.collection, n)
+        folder = self.base / version
+        config = self.q.EdgeConfig(
+            vectors={DENSE: self.q.EdgeVectorParams(size=dim, distance=self.q.Distance.Cosine)},
+            sparse_vectors={SPARSE: self.q.EdgeSparseVectorParams(modifier=self.q.Modifier.Idf)},
+        )
+        shard = await asyncio.to_thread(self.q.EdgeShard.create, str(folder / "shard"), config)
+        for name in KEYWORD_FIELDS:
+            shard.update(self.q.UpdateOperation.create_field_index(name, self.q.PayloadSchemaType.Keyword))
+        for name in INTEGER_FIELDS:
+            shard.update(self.q.UpdateOperation.create_field_index(name, self.q.PayloadSchemaType.Integer))
+        for name in FLOAT_FIELDS:
+            shard.update(self.q.UpdateOperation.create_field_index(name, self.q.PayloadSchemaType.Float))
+        _write_json(folder / "meta.json", {"embedder": model, "dim": dim})
+        self._shards[version] = shard
+        return version
+
+    async def swap_alias(self, version: str) -> None:
+        if not (self.base / version / "meta.json").is_file():
+            raise ValueError(f"no version {version!r} of {self.collection!r}")
+        _write_json(self._alias_file, {"version": version})
+
+    async def version_meta(self, version: str) -> dict[str, Any]:
+        return json.loads((self.base / version / "meta.json").read_text())
+
+    async def _shard(self) -> Any:
+        version = await self.current_version()
+        if version is None:
+            raise RuntimeError(f"collection {self.collection!r} has no version yet: call ensure_collection()")
+        shard = self._shards.get(version)
+        if shard is None:
+            shard = self._shards[version] = await asyncio.to_thread(
+                self.q.EdgeShard.load, str(self.base / version / "shard")
+            )
+        return shard
+
+    # data
+    def _eq(self, key: str, value: Any) -> Any:
+        return self.q.FieldCondition(key, match=self.q.MatchValue(value))
+
+    def _filter(self, flt: SearchFilter | None) -> Any:
+        conds = [self._eq(k, v) for k, v in flt.conditions()] if flt else []
+        return self.q.Filter(must=conds) if conds else None
+
+    async def page_version(self, url: str) -> dict[str, Any] | None:
+        shard = await self._shard()
+        records = await asyncio.to_thread(shard.retrieve, [point_id(url, 0)], True, False)
+        return dict(records[0].payload or {}) if records else None
+
+    async def replace_page(
+        self, url: str, dense: np.ndarray, sparse: Sequence[Sparse], payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        self._check_dim(dense)
+        q = self.q
         points = [
-            models.PointStruct(
-                id=point_id(url, i), vector=vectors[i].tolist(), payload=dict(payload, url=url, chunk_index=i)
+            q.Point(
+                point_id(url, i),
+                {DENSE: dense[i].tolist(), SPARSE: q.SparseVector(sparse[i].indices, sparse[i].values)},
+                dict(payload, url=url, chunk_index=i),
             )
             for i, payload in enumerate(payloads)
         ]
-        async with self._lock:
-            if points:
-                await self.client.upsert(self.collection, points=points, wait=True)
-            await self.client.delete(
-                self.collection,
-                points_selector=models.Filter(
-                    must=[
-                        models.FieldCondition(key="url", match=models.MatchValue(value=url)),
-                        models.FieldCondition(key="chunk_index", range=models.Range(gte=len(points))),
-                    ]
-                ),
-                wait=True,
-            )
+        stale = q.Filter(
+            must=[self._eq("url", url), q.FieldCondition("chunk_index", range=q.RangeFloat(gte=len(points)))]
+        )
 
-    async def search(self, vector: np.ndarray, top_k: int, brand: str | None = None) -> list[models.ScoredPoint]:
-        flt = None
-        if brand:
-            flt = models.Filter(must=[models.FieldCondition(key="brand", match=models.MatchValue(value=brand))])
-        async with self._lock:
-            result = await self.client.query_points(
-                self.collection, query=vector.tolist(), limit=top_k, query_filter=flt, with_payload=True
+        def write(shard: Any) -> None:
+            if points:
+                shard.update(q.UpdateOperation.upsert_points(points))
+            shard.update(q.UpdateOperation.delete_points_by_filter(stale))
+
+        async with self._write_lock:
+            await asyncio.to_thread(write, await self._shard())
+
+    async def search(
+        self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
+    ) -> list[StoredChunk]:
+        q = self.q
+        flt_ = self._filter(flt)
+        dense_q = q.Query.Nearest(dense.tolist(), using=DENSE)
+        if sparse is None or not sparse.indices:
+            request = q.QueryRequest(limit=top_k, query=dense_q, filter=flt_, with_payload=True)
+        else:
+            depth = max(20, 4 * top_k)
+            request = q.QueryRequest(
+                limit=top_k,
+                prefetches=[
+                    q.Prefetch(limit=depth, query=dense_q, filter=flt_),
+                    q.Prefetch(
+                        limit=depth,
+                        query=q.Query.Nearest(q.SparseVector(sparse.indices, sparse.values), using=SPARSE),
+                        filter=flt_,
+                    ),
+                ],
+                query=q.Fusion.Rrf(k=RRF_K),
+                with_payload=True,
             )
-        return result.points
+        shard = await self._shard()
+        points = await asyncio.to_thread(shard.query, request)
+        return [StoredChunk(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    async def products(self, query: ProductQuery) -> list[dict[str, Any]]:
+        q = self.q
+        must = [self._eq("kind", "product"), self._eq("chunk_index", 0)]
+        for key, value in (("brand", query.brand), ("category", query.category)):
+            if value:
+                must.append(self._eq(key, value))
+        if query.min_price is not None or query.max_price is not None:
+            must.append(q.FieldCondition("price", range=q.RangeFloat(gte=query.min_price, lte=query.max_price)))
+        if query.in_stock is not None:
+            must.append(self._eq("stock", "in" if query.in_stock else "out"))
+        shard = await self._shard()
+        out: list[dict[str, Any]] = []
+        offset = None
+        while len(out) < query.limit:
+            request = q.ScrollRequest(offset=offset, limit=256, filter=q.Filter(must=must), with_payload=True)
+            records, offset = await asyncio.to_thread(shard.scroll, request)
+            out.extend(r.payload for r in records if _matches_text(r.payload or {}, query.text))
+            if offset is None:
+                break
+        return out[: query.limit]
 
     async def count(self, url: str | None = None) -> int:
-        flt = None
-        if url:
-            flt = models.Filter(must=[models.FieldCondition(key="url", match=models.MatchValue(value=url))])
-        async with self._lock:
-            return (await self.client.count(self.collection, count_filter=flt, exact=True)).count
+        flt = self._filter(SearchFilter(url=url)) if url else None
+        shard = await self._shard()
+        return await asyncio.to_thread(shard.count, self.q.CountRequest(exact=True, filter=flt))
+
+    async def optimize(self) -> None:
+        """Build HNSW and merge segments (blocking work, off the event loop)."""
+        shard = await self._shard()
+        async with self._write_lock:
+            await asyncio.to_thread(shard.optimize)
+
+    async def close(self) -> None:
+        for shard in self._shards.values():
+            await asyncio.to_thread(shard.flush)
+            shard.close()
+        self._shards.clear()
+
+
+def _write_json(path: Path, obj: object) -> None:
+    """Write ``obj`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    with tmp.open("w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------
+# qdrant-client (a Qdrant server; :memory: / path= local mode in tests)
+# ------------------------------------------------------------------------------------------
+
+
+class QdrantChunkStore(ChunkStore):
+    def __init__(self, collection: str, client: Any, *, server: bool) -> None:
+        super().__init__(collection)
+        from qdrant_client import models
+
+        self.client = client
+        self.m = models
+        # Local mode searches by brute force and warns on payload indexes; a server uses them.
+        self.server = server
+
+    async def current_version(self) -> str | None:
+        aliases = await self.client.get_aliases()
+        for a in aliases.aliases:
+            if a.alias_name == self.collection:
+                return a.collection_name
+        return None
+
+    async def versions(self) -> list[str]:
+        names = [c.name for c in (await self.client.get_collections()).collections]
+        mine = [n for n in names if _version_number(self.collection, n)]
+        return sorted(mine, key=lambda v: _version_number(self.collection, v))
+
+    async def create_version(self, model: str, dim: int) -> str:
+        m = self.m
+        n = max((_version_number(self.collection, v) for v in await self.versions()), default=0) + 1
+        version = _version_name(self.collection, n)
+        await self.client.create_collection(
+            version,
+            vectors_config={DENSE: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+            metadata={"embedder": model, "dim": dim},
+        )
+        if self.server:
+            schema = {
+                **dict.fromkeys(KEYWORD_FIELDS, m.PayloadSchemaType.KEYWORD),
+                **dict.fromkeys(INTEGER_FIELDS, m.PayloadSchemaType.INTEGER),
+                **dict.fromkeys(FLOAT_FIELDS, m.PayloadSchemaType.FLOAT),
+            }
+            for name, kind in schema.items():
+                await self.client.create_payload_index(version, name, kind)
+        return version
+
+    async def swap_alias(self, version: str) -> None:
+        m = self.m
+        ops: list[Any] = []
+        if await self.current_version() is not None:
+            ops.append(m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=self.collection)))
+        ops.append(
+            m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=version, alias_name=self.collection))
+        )
+        # One request: the server applies both operations atomically.
+        await self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    async def version_meta(self, version: str) -> dict[str, Any]:
+        info = await self.client.get_collection(version)
+        meta = dict(info.config.metadata or {})
+        vectors = info.config.params.vectors
+        if isinstance(vectors, dict) and DENSE in vectors:
+            meta.setdefault("dim", vectors[DENSE].size)
+        return meta
+
+    def _eq(self, key: str, value: Any) -> Any:
+        return self.m.FieldCondition(key=key, match=self.m.MatchValue(value=value))
+
+    def _filter(self, flt: SearchFilter | None) -> Any:
+        conds = [self._eq(k, v) for k, v in flt.conditions()] if flt else []
+        return self.m.Filter(must=conds) if conds else None
+
+    async def page_version(self, url: str) -> dict[str, Any] | None:
+        records = await self.client.retrieve(self.collection, [point_id(url, 0)], with_payload=True)
+        return dict(records[0].payload or {}) if records else None
+
+    async def replace_page(
+        self, url: str, dense: np.ndarray, sparse: Sequence[Sparse], payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        self._check_dim(dense)
+        m = self.m
+        points = [
+            m.PointStruct(
+                id=point_id(url, i),
+                vector={
+                    DENSE: dense[i].tolist(),
+                    SPARSE: m.SparseVector(indices=sparse[i].indices, values=sparse[i].values),
+                },
+                payload=dict(payload, url=url, chunk_index=i),
+            )
+            for i, payload in enumerate(payloads)
+        ]
+        stale = m.Filter(
+            must=[self._eq("url", url), m.FieldCondition(key="chunk_index", range=m.Range(gte=len(points)))]
+        )
+        async with self._write_lock:
+            if points:
+                await self.client.upsert(self.collection, points=points, wait=True)
+            await self.client.delete(self.collection, points_selector=m.FilterSelector(filter=stale), wait=True)
+
+    async def search(
+        self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
+    ) -> list[StoredChunk]:
+        m = self.m
+        flt_ = self._filter(flt)
+        if sparse is None or not sparse.indices:
+            result = await self.client.query_points(
+                self.collection, query=dense.tolist(), using=DENSE, limit=top_k, query_filter=flt_, with_payload=True
+            )
+        else:
+            depth = max(20, 4 * top_k)
+            result = await self.client.query_points(
+                self.collection,
+                prefetch=[
+                    m.Prefetch(query=dense.tolist(), using=DENSE, limit=depth, filter=flt_),
+                    m.Prefetch(
+                        query=m.SparseVector(indices=sparse.indices, values=sparse.values),
+                        using=SPARSE,
+                        limit=depth,
+                        filter=flt_,
+                    ),
+                ],
+                query=m.FusionQuery(fusion=m.Fusion.RRF),
+                limit=top_k,
+                with_payload=True,
+            )
+        return [StoredChunk(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
+
+    async def products(self, query: ProductQuery) -> list[dict[str, Any]]:
+        m = self.m
+        must = [self._eq("kind", "product"), self._eq("chunk_index", 0)]
+        for key, value in (("brand", query.brand), ("category", query.category)):
+            if value:
+                must.append(self._eq(key, value))
+        if query.min_price is not None or query.max_price is not None:
+            must.append(m.FieldCondition(key="price", range=m.Range(gte=query.min_price, lte=query.max_price)))
+        if query.in_stock is not None:
+            must.append(self._eq("stock", "in" if query.in_stock else "out"))
+        out: list[dict[str, Any]] = []
+        offset = None
+        while len(out) < query.limit:
+            records, offset = await self.client.scroll(
+                self.collection, scroll_filter=m.Filter(must=must), limit=256, offset=offset, with_payload=True
+            )
+            out.extend(r.payload for r in records if _matches_text(r.payload or {}, query.text))
+            if offset is None:
+                break
+        return out[: query.limit]
+
+    async def count(self, url: str | None = None) -> int:
+        flt = self._filter(SearchFilter(url=url)) if url else None
+        return (await self.client.count(self.collection, count_filter=flt, exact=True)).count
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def open_store(
+    collection: str, *, url: str | None = None, path: str | None = None, backend: str = "edge"
+) -> ChunkStore:
+    """The configured store: a Qdrant server when ``url`` is set, else the embedded ``backend``.
+
+    ``backend`` is ``edge`` (Qdrant Edge, the default) or ``local`` (qdrant-client's local mode at
+    ``path``, or in memory when ``path`` is ``:memory:`` -- correct but brute force).
+    """
+    if url:
+        from qdrant_client import AsyncQdrantClient
+
+        return QdrantChunkStore(collection, AsyncQdrantClient(url=url), server=True)
+    if backend == "local" or path == ":memory:":
+        from qdrant_client import AsyncQdrantClient
+
+        in_memory = path in (None, ":memory:")
+        client = AsyncQdrantClient(location=":memory:" if in_memory else None, path=None if in_memory else path)
+        return QdrantChunkStore(collection, client, server=False)
+    if backend != "edge":
+        raise ValueError(f"unknown store backend {backend!r}; choose edge or local")
+    return EdgeChunkStore(collection, path or "var/qdrant")

@@ -1,0 +1,166 @@
+"""The chunk store's contract, run against both backends: Qdrant Edge and qdrant-client (local mode
+standing in for a Qdrant server)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from showroom.common.events import PageScraped, Product, ProductSearchRequest, SearchRequest
+from showroom.indexer.embedding import HashingEmbedder
+from showroom.indexer.indexing import Indexer
+from showroom.indexer.sparse import Bm25Encoder
+from showroom.indexer.store import ChunkStore, ModelMismatchError, SearchFilter, open_store
+
+BACKENDS = ["edge", "local"]
+
+
+def make_store(backend: str, root: Path) -> ChunkStore:
+    return open_store("pages", path=str(root / "q") if backend == "edge" else ":memory:", backend=backend)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ChunkStore]:
+    s = make_store(request.param, tmp_path)
+    await s.ensure_collection("hashing-v1", 64)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def indexer(store: ChunkStore) -> Indexer:
+    return Indexer(store, HashingEmbedder(64), 60, max_wait_ms=5)
+
+
+def page(url: str, markdown: str, *, brand: str = "northwind", product: Product | None = None, h: str = "h1",
+         title: str = "") -> PageScraped:  # fmt: skip
+    return PageScraped(crawl_id="c", brand=brand, url=url, final_url=url, depth=1, status_code=200, fetch_mode="http",
+                       content_hash=h, title=title or url, markdown=markdown, product=product)  # fmt: skip
+
+
+def monitor(name: str, price: float, availability: str = "InStock", brand: str = "Northwind",
+            category: str = "Studio Monitors", woofer: str = "8 in") -> Product:  # fmt: skip
+    return Product(name=name, brand=brand, category=category, price=price, priceCurrency="USD",
+                   availability=availability, sku=name.upper(), specs={"Woofer size": woofer})  # fmt: skip
+
+
+async def test_reindexing_a_page_is_idempotent(indexer: Indexer) -> None:
+    p = page("http://s/a", "# A\n\n" + "alpha beta gamma. " * 60)
+    first = (await indexer.index_pages([p]))[0]
+    assert first.chunks > 1 and not first.unchanged
+    n = await indexer.store.count()
+    again = (await indexer.index_pages([p]))[0]
+    assert again.unchanged and again.chunks == first.chunks
+    assert await indexer.store.count() == n
+
+
+async def test_a_changed_page_leaves_no_stale_chunk(indexer: Indexer) -> None:
+    await indexer.index_pages([page("http://s/a", "# A\n\n" + "zebra quagga okapi. " * 80, h="h1")])
+    assert await indexer.store.count("http://s/a") > 2
+    await indexer.index_pages([page("http://s/a", "# A\n\nNow only a short note about tapirs.", h="h2")])
+    assert await indexer.store.count("http://s/a") == 1
+    hits = (await indexer.search(SearchRequest(query="zebra quagga okapi", top_k=10))).hits
+    assert all("zebra" not in h.text for h in hits)
+    assert hits and hits[0].content_hash == "h2"
+
+
+async def test_another_embedding_model_is_refused(store: ChunkStore, tmp_path: Path) -> None:
+    with pytest.raises(ModelMismatchError):
+        await store.ensure_collection("other-model", 64)
+    with pytest.raises(ModelMismatchError):
+        await store.ensure_collection("hashing-v1", 128)
+    with pytest.raises(ModelMismatchError):
+        await store.replace_page("http://s/x", np.ones((1, 32), dtype=np.float32),
+                                 Bm25Encoder().embed_documents(["x"]), [{"text": "x"}])  # fmt: skip
+
+
+async def test_edge_store_persists_and_refuses_another_model_after_reopening(tmp_path: Path) -> None:
+    s = make_store("edge", tmp_path)
+    await s.ensure_collection("hashing-v1", 64)
+    await Indexer(s, HashingEmbedder(64), 60).index_pages([page("http://s/a", "Persistent words.")])
+    await s.close()
+    s = make_store("edge", tmp_path)
+    with pytest.raises(ModelMismatchError):
+        await s.ensure_collection("sentence-transformers/all-MiniLM-L6-v2", 384)
+    await s.ensure_collection("hashing-v1", 64)
+    assert await s.count() == 1
+    await s.close()
+
+
+async def test_hybrid_search_finds_exact_keywords_and_filters(indexer: Indexer) -> None:
+    await indexer.index_pages([
+        page("http://s/nw8", "# NW-8\n\nA studio monitor.", product=monitor("NW-8 Monitor", 449)),
+        page("http://s/nw5", "# NW-5\n\nA small studio monitor.", product=monitor("NW-5 Monitor", 249, woofer="5 in")),
+        page("http://c/mx8", "# MX-8\n\nAn analog mixer.", brand="cobalt",
+             product=monitor("MX-8 Mixer", 599, brand="Cobalt", category="Mixers")),
+        page("http://s/support", "# Support\n\n## Warranty\n\nEvery product has a three-year warranty."),
+    ])  # fmt: skip
+    hits = (await indexer.search(SearchRequest(query="warranty years", top_k=3))).hits
+    assert hits[0].url == "http://s/support"
+    hits = (await indexer.search(SearchRequest(query="NW-5 woofer size", top_k=3))).hits
+    assert hits[0].url == "http://s/nw5"
+
+    by_brand = (await indexer.search(SearchRequest(query="studio monitor mixer", brand="cobalt", top_k=10))).hits
+    assert {h.url for h in by_brand} == {"http://c/mx8"}
+    by_category = (await indexer.search(SearchRequest(query="monitor", category="Studio Monitors", top_k=10))).hits
+    assert {h.url for h in by_category} == {"http://s/nw8", "http://s/nw5"}
+    by_url = (await indexer.search(SearchRequest(query="monitor", url="http://s/nw8", top_k=10))).hits
+    assert {h.url for h in by_url} == {"http://s/nw8"}
+    assert await indexer.store.search(np.zeros(64, np.float32), None, 5, SearchFilter(brand="nobody")) == []
+
+
+async def test_structured_product_search(indexer: Indexer) -> None:
+    await indexer.index_pages([
+        page("http://s/nw8", "NW-8.", product=monitor("NW-8 Monitor", 449)),
+        page("http://s/nw5", "NW-5.", product=monitor("NW-5 Monitor", 249, woofer="5 in")),
+        page("http://s/nw3", "NW-3.", product=monitor("NW-3 Monitor", 149, availability="OutOfStock")),
+        page("http://c/mx8", "MX-8.", brand="cobalt", product=monitor("MX-8 Mixer", 599, brand="Cobalt",
+                                                                        category="Mixers")),
+        page("http://s/support", "Support page, no product."),
+    ])  # fmt: skip
+    found = await indexer.products(ProductSearchRequest(brand="northwind", category="studio monitors", max_price=300,
+                                                        in_stock=True))  # fmt: skip
+    assert [p.name for p in found.products] == ["NW-5 Monitor"]
+    assert found.products[0].price == 249 and found.products[0].specs == {"Woofer size": "5 in"}
+    everything = await indexer.products(ProductSearchRequest())
+    assert [p.name for p in everything.products] == ["NW-3 Monitor", "NW-5 Monitor", "NW-8 Monitor", "MX-8 Mixer"]
+    text = await indexer.products(ProductSearchRequest(q="mixer"))
+    assert [p.url for p in text.products] == ["http://c/mx8"]
+    priced = await indexer.products(ProductSearchRequest(min_price=200, max_price=500))
+    assert {p.name for p in priced.products} == {"NW-5 Monitor", "NW-8 Monitor"}
+
+
+async def test_a_new_version_is_swapped_in_atomically_behind_the_alias(store: ChunkStore) -> None:
+    indexer = Indexer(store, HashingEmbedder(64), 60)
+    await indexer.index_pages([page("http://s/old", "Old words.")])
+    v1 = await store.current_version()
+    v2 = await store.create_version("hashing-v1", 64)
+    assert await store.current_version() == v1  # building v2 does not disturb readers
+    await store.swap_alias(v2)
+    assert await store.current_version() == v2
+    assert await store.count() == 0
+    await indexer.index_pages([page("http://s/new", "New words.")])
+    assert await store.versions() == [v1, v2]
+    await store.swap_alias(v1)
+    assert await store.count() == 1
+    assert (await indexer.search(SearchRequest(query="old words", top_k=1))).hits[0].url == "http://s/old"
+
+
+async def test_micro_batches_share_one_embedding_call(store: ChunkStore) -> None:
+    import asyncio
+
+    calls: list[int] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            calls.append(len(texts))
+            return super().embed(texts)
+
+    indexer = Indexer(store, Counting(64), 60, max_wait_ms=200, max_batch_chunks=1000)
+    results = await asyncio.gather(*(indexer.index_page(page(f"http://s/{i}", f"Page {i}.")) for i in range(10)))
+    assert [r.url for r in results] == [f"http://s/{i}" for i in range(10)]
+    assert sum(calls) == 10 and len(calls) <= 2
+    await indexer.close()
