@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 from faststream.nats import TestNatsBroker
-from prometheus_client import REGISTRY
 
-from showroom.common.events import Answer, AskRequest, PageScraped, SearchHit, SearchRequest, SearchResponse
+from showroom.common.events import Answer, AskRequest, SearchHit, SearchRequest, SearchResponse
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +41,3 @@ async def test_rag_refuses_without_evidence(rag) -> None:  # type: ignore[no-unt
         answer = Answer.model_validate_json(reply.body)
         assert answer.answer.startswith("I don't know")
         assert answer.citations == []
-
-
-async def test_metrics_count_page_events_by_brand_and_mode() -> None:
-    from showroom.metrics import app as metrics_app
-
-    def scraped() -> float:
-        labels = {"brand": "cobalt", "fetch_mode": "browser"}
-        return REGISTRY.get_sample_value("showroom_pages_scraped_total", labels) or 0.0
-
-    before = scraped()
-    event = PageScraped(crawl_id="c", brand="cobalt", url="http://x/", final_url="http://x/", depth=0, status_code=200,
-                        fetch_mode="browser", content_hash="h", fetch_ms=120.0, bytes=2048)  # fmt: skip
-    async with TestNatsBroker(metrics_app.broker) as br:
-        await br.publish(event, "page.scraped.cobalt", stream="PAGES")
-        await br.publish({"not": "an event"}, "page.scraped.cobalt", stream="PAGES")  # ignored, not fatal
-    assert scraped() == before + 1

@@ -143,6 +143,8 @@ class StackConfig:
         elif service == "indexer":
             env["SHOWROOM_QDRANT_PATH"] = str(self.root / "qdrant")
             env["SHOWROOM_EMBEDDER"] = self.embedder
+        elif service == "metrics":
+            env["SHOWROOM_NATS_MONITOR_URL"] = f"http://127.0.0.1:{self.nats_monitor_port}"
         return env
 
 

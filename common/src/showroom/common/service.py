@@ -9,7 +9,11 @@ closes.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
@@ -19,9 +23,36 @@ from prometheus_client import make_asgi_app
 
 from showroom.common.settings import ServiceSettings
 from showroom.common.telemetry import setup_logging
-from showroom.common.topology import ensure_topology
+from showroom.common.topology import Subjects, ensure_topology
 
 log = logging.getLogger(__name__)
+
+INSTANCE = f"{socket.gethostname()}-{os.getpid()}"
+"""This process, as health replies name it (the pod name in k8s, the container id in compose)."""
+
+
+async def answer_health(broker: NatsBroker, ready: Callable[[], bool]) -> None:
+    """Answer ``showroom.health`` requests with this instance's health, over the bus.
+
+    No queue group: every instance of every service answers, so one request
+    (scatter-gather, as the gateway's ``/v1/system/status`` does) finds them
+    all without knowing any address.  The service name is the broker's
+    connection name (``make_broker(..., name)``).
+    """
+    nc = broker.config.connection_state.connection
+    service = nc.options.get("name") or "unknown"
+    started = time.time()
+
+    async def reply(msg) -> None:  # type: ignore[no-untyped-def]
+        try:
+            ok = bool(ready())
+        except Exception:  # a readiness check that raises means not ready
+            ok = False
+        body = {"service": service, "instance": INSTANCE, "ready": ok, "uptime_s": round(time.time() - started, 1)}
+        if msg.reply:
+            await nc.publish(msg.reply, json.dumps(body).encode())
+
+    await nc.subscribe(Subjects.HEALTH, cb=reply)
 
 
 def build_app(
@@ -46,6 +77,7 @@ def build_app(
         await ensure_topology(broker.config.connection_state.stream, replicas=settings.stream_replicas)
         for hook in on_startup:
             await hook()
+        await answer_health(broker, ready)
 
     @get(include_in_schema=False)
     async def readyz(scope: object) -> AsgiResponse:

@@ -38,8 +38,11 @@ from showroom.common.events import (
     utcnow,
 )
 from showroom.common.inflight import inflight_total
+from showroom.common.telemetry import trace_id_var
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.settings import GatewaySettings
+from showroom.gateway.system import instrument
+from showroom.gateway.system import router as system_router
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return key
 
     authed = [Depends(require_key)]
+    instrument(app, broker)
+    app.include_router(system_router, dependencies=authed)
 
     @app.middleware("http")
     async def response_time(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -134,7 +139,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         """Queue a crawl of one brand's site."""
         if not spec.allowed_domains:
             spec.allowed_domains = sorted({u.host for u in spec.start_urls if u.host})
-        event = CrawlRequested(crawl_id=new_id(), spec=spec)
+        # The request's trace id (see system.instrument) follows the crawl through every event.
+        event = CrawlRequested(crawl_id=new_id(), spec=spec, trace_id=trace_id_var.get() or new_id())
         bind_trace(event)
         record = CrawlState(crawl_id=event.crawl_id, brand=spec.brand, spec=spec, trace_id=event.trace_id)
         await state["crawls"].create(event.crawl_id, record.model_dump_json().encode())
