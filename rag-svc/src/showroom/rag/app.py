@@ -1,22 +1,41 @@
-"""rag-svc: answers ``rag.ask`` from ``index.search`` results, with citations; audits to ANSWERS."""
+"""rag-svc: answers ``rag.ask`` (and, streamed, ``rag.ask.stream``) from ``index.search`` results,
+with citations; caches answers in a KV bucket every replica shares; audits to ANSWERS.
+
+Streaming transport.  The gateway subscribes to a fresh inbox first, then publishes an
+:class:`AskStreamRequest` naming it on ``rag.ask.stream`` (queue group: one replica answers).
+rag-svc publishes JSON frames to the inbox in order: ``{"type": "delta", "text": ...}`` as the
+answer is generated, then ``{"type": "answer", "answer": {...}}`` with the repaired text and the
+citations (or ``{"type": "error", "detail": ...}``).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-import time
+
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, PullSub
 
 from showroom.common.bus import make_broker, publish_event
-from showroom.common.events import Answer, AskRequest, QuestionAnswered, SearchRequest, SearchResponse
+from showroom.common.events import Answer, AskRequest, PageIndexed, QuestionAnswered, SearchRequest, SearchResponse
 from showroom.common.service import build_app
 from showroom.common.topology import QueueGroups, Streams, Subjects
-from showroom.rag.answerers import REFUSAL, Answerer, ExtractiveAnswerer, GeminiAnswerer
+from showroom.rag.answerers import Answerer, ExtractiveAnswerer, GeminiAnswerer
+from showroom.rag.cache import AnswerCache
+from showroom.rag.pipeline import answer_question, stream_answer
 from showroom.rag.settings import RagSettings
-from showroom.rag.sources import citations_for, group_sources, repair_citations
 
 log = logging.getLogger(__name__)
 
 settings = RagSettings()
 broker = make_broker(settings.nats_servers, "rag-svc")
+CACHE_DURABLE = "rag-cache-invalidation"
+_deps: dict[str, AnswerCache] = {}
+
+
+class AskStreamRequest(AskRequest):
+    inbox: str
+    """Where to publish the answer's frames (the caller subscribed to it before asking)."""
 
 
 def make_answerer(s: RagSettings) -> Answerer:
@@ -28,33 +47,38 @@ def make_answerer(s: RagSettings) -> Answerer:
 answerer = make_answerer(settings)
 
 
-async def answer_question(request: AskRequest) -> Answer:
-    t0 = time.perf_counter()
-    search = SearchRequest(query=request.question, brand=request.brand, top_k=max(settings.search_top_k, request.top_k))
-    reply = await broker.request(search, Subjects.SEARCH, timeout=settings.search_timeout_s)
-    hits = SearchResponse.model_validate_json(reply.body).hits
-    sources = [s for s in group_sources(hits, limit=request.top_k) if s.score >= settings.min_score]
-    text, snippets = await answerer.answer(request.question, sources)
-    text, cited = repair_citations(text, sources)
-    if not cited:
-        text = REFUSAL if not text or text == REFUSAL else text
-    return Answer(
-        question=request.question,
-        answer=text,
-        model=answerer.model,
-        citations=citations_for(cited, sources, snippets),
-        latency_ms=(time.perf_counter() - t0) * 1000,
-    )
+async def search(request: SearchRequest) -> list:  # type: ignore[type-arg]
+    reply = await broker.request(request, Subjects.SEARCH, timeout=settings.search_timeout_s)
+    response = SearchResponse.model_validate_json(reply.body)
+    if response.error:
+        raise RuntimeError(f"index.search failed: {response.error}")
+    return response.hits
 
 
-@broker.subscriber(Subjects.ASK, queue=QueueGroups.RAG, max_workers=8)
-async def on_ask(request: AskRequest) -> Answer:
+async def cached_answer(request: AskRequest) -> tuple[str | None, Answer | None]:
+    cache = _deps.get("cache")
+    if cache is None:
+        return None, None
+    key = AnswerCache.key(request, answerer.model)
     try:
-        answer = await answer_question(request)
-    except Exception as exc:  # the caller gets a reason, never a hang
-        log.exception("answering failed")
-        return Answer(question=request.question, answer="", model=answerer.model, citations=[], error=str(exc)[:300])
-    audit = QuestionAnswered(
+        return key, await cache.get(key)
+    except Exception:  # a cache that is down must not take answering down with it
+        log.exception("answer cache read failed")
+        return key, None
+
+
+async def remember(key: str | None, answer: Answer) -> None:
+    cache = _deps.get("cache")
+    if cache is None or key is None or not answer.citations:  # refusals are cheap, and may change soon
+        return
+    try:
+        await cache.put(key, answer)
+    except Exception:
+        log.exception("answer cache write failed")
+
+
+async def audit(request: AskRequest, answer: Answer) -> None:
+    event = QuestionAnswered(
         question=request.question,
         brand=request.brand,
         model=answer.model,
@@ -62,9 +86,86 @@ async def on_ask(request: AskRequest) -> Answer:
         citation_urls=[c.url for c in answer.citations],
         latency_ms=answer.latency_ms,
         refused=not answer.citations,
+        cached=answer.cached,
     )
-    await publish_event(broker, audit, Subjects.ANSWERED, stream=Streams.ANSWERS.name)
+    await publish_event(broker, event, Subjects.ANSWERED, stream=Streams.ANSWERS.name)
+
+
+async def answer_with_cache(request: AskRequest) -> Answer:
+    key, hit = await cached_answer(request)
+    if hit is not None:
+        return hit.model_copy(update={"cached": True, "latency_ms": 0.0})
+    answer = await answer_question(
+        request, search, answerer, search_top_k=settings.search_top_k, min_score=settings.min_score
+    )
+    await remember(key, answer)
     return answer
 
 
-app = build_app(broker, settings)
+@broker.subscriber(Subjects.ASK, queue=QueueGroups.RAG, max_workers=8)
+async def on_ask(request: AskRequest) -> Answer:
+    try:
+        answer = await answer_with_cache(request)
+    except Exception as exc:  # the caller gets a reason, never a hang
+        log.exception("answering failed")
+        return Answer(question=request.question, answer="", model=answerer.model, citations=[], error=str(exc)[:300])
+    await audit(request, answer)
+    return answer
+
+
+@broker.subscriber(Subjects.ASK_STREAM, queue=QueueGroups.RAG, max_workers=8)
+async def on_ask_stream(request: AskStreamRequest) -> None:
+    async def send(frame: dict) -> None:  # type: ignore[type-arg]
+        await broker.publish(json.dumps(frame).encode(), request.inbox)
+
+    ask = AskRequest(question=request.question, brand=request.brand, top_k=request.top_k)
+    try:
+        key, hit = await cached_answer(ask)
+        if hit is not None:
+            answer = hit.model_copy(update={"cached": True, "latency_ms": 0.0})
+            await send({"type": "delta", "text": answer.answer})
+        else:
+            answer = None
+            async for item in stream_answer(
+                ask, search, answerer, search_top_k=settings.search_top_k, min_score=settings.min_score
+            ):
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    await send({"type": "delta", "text": item})
+            assert answer is not None
+            await remember(key, answer)
+        await send({"type": "answer", "answer": answer.model_dump(mode="json")})
+    except Exception as exc:
+        log.exception("streamed answering failed")
+        await send({"type": "error", "detail": str(exc)[:300]})
+        return
+    await audit(ask, answer)
+
+
+@broker.subscriber(
+    "page.indexed.*",
+    stream=JStream(Streams.INDEX.name, declare=False),
+    durable=CACHE_DURABLE,
+    deliver_policy=DeliverPolicy.NEW,
+    pull_sub=PullSub(batch_size=32, timeout=5),
+    config=ConsumerConfig(max_deliver=5, ack_wait=30),
+    ack_policy=AckPolicy.NACK_ON_ERROR,
+)
+async def on_page_indexed(event: PageIndexed) -> None:
+    """A re-indexed page makes every cached answer citing it stale."""
+    if event.unchanged or (cache := _deps.get("cache")) is None:
+        return
+    dropped = await cache.invalidate(event.url)
+    if dropped:
+        log.info("dropped %d cached answers citing %s", dropped, event.url)
+
+
+async def open_cache() -> None:
+    if settings.answer_cache_ttl_s <= 0:
+        return
+    js = broker.config.connection_state.stream
+    _deps["cache"] = await AnswerCache.open(js, settings.answer_cache_ttl_s, settings.stream_replicas)
+
+
+app = build_app(broker, settings, on_startup=[open_cache])

@@ -23,5 +23,10 @@ class RagSettings(ServiceSettings):
     """Chunks retrieved per question before they are grouped into sources (pages)."""
 
     search_timeout_s: float = 10.0
-    min_score: float = 0.2
-    """Below this retrieval score the evidence is too weak to answer from."""
+    min_score: float = 0.0
+    """Below this retrieval score the evidence is too weak to answer from.  Hybrid scores are RRF
+    rank scores (about 1/(60 + rank)), so the default keeps every source and leaves refusing to
+    the answerer."""
+
+    answer_cache_ttl_s: float = 3600.0
+    """How long a cached answer lives at most (re-indexing a cited page drops it sooner); 0 turns the cache off."""
