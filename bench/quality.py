@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.eval.dataset import BASE_URL, pages, questions  # noqa: E402
-from showroom.common.events import AskRequest, SearchRequest  # noqa: E402
-from showroom.indexer.embedding import load_embedder  # noqa: E402
-from showroom.indexer.indexing import Indexer  # noqa: E402
-from showroom.indexer.store import open_store  # noqa: E402
-from showroom.rag.answerers import REFUSAL, ExtractiveAnswerer  # noqa: E402
-from showroom.rag.pipeline import answer_question  # noqa: E402
+from bench.eval.dataset import BASE_URL, pages, questions
+from showroom.common.events import AskRequest, SearchRequest
+from showroom.indexer.embedding import load_embedder
+from showroom.indexer.indexing import Indexer
+from showroom.indexer.store import open_store
+from showroom.rag.answerers import REFUSAL, ExtractiveAnswerer
+from showroom.rag.pipeline import answer_question
 
 
 async def run(embedder_name: str, verbose: bool, top_k: int) -> dict[str, float]:

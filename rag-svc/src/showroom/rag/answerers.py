@@ -103,9 +103,8 @@ def _units(source: Source) -> list[_Unit]:
             elif len(line.split()) <= 70:  # a short paragraph (an FAQ answer): keep whole
                 units.append(_Unit(source, line, hit.section))
             else:
-                units.extend(
-                    _Unit(source, s.strip(), hit.section) for s in re.split(r"(?<=[.!?])\s+", line) if len(s.strip()) > 3
-                )
+                sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", line)]
+                units.extend(_Unit(source, s, hit.section) for s in sentences if len(s) > 3)
     return list({(u.text, u.heading): u for u in units}.values())
 
 
