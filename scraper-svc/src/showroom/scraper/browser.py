@@ -86,7 +86,7 @@ class BrowserPool:
         nav_timeout_ms: int = 20_000,
         settle_timeout_ms: int = 1_500,
         recycle_after: int = 50,
-        context_recycle_after: int = 200,
+        context_recycle_after: int = 100,
     ) -> None:
         self.executable_path = executable_path
         self.size = size

@@ -23,7 +23,7 @@ class ScraperSettings(ServiceSettings):
     """After `load`, how long to wait for the network to go idle (scripts rendering content)."""
 
     recycle_after: int = 50
-    context_recycle_after: int = 200
+    context_recycle_after: int = 100
     """Navigations before the browser context (and with it every renderer process) is replaced."""
     """Navigations before a browser page is replaced (a reused renderer's memory grows without bound)."""
 
