@@ -381,7 +381,7 @@ def test_prod_pins_image_tags():
 def test_every_dashboard_ships_as_a_sidecar_configmap(objects):
     dashboards = sorted((ROOT / "observability/grafana/dashboards").glob("*.json"))
     shipped = {
-        key: cm
+        key: cm["data"][key]
         for cm in of_kind(objects, "ConfigMap")
         if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
         for key in cm.get("data", {})

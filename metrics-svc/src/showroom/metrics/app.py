@@ -40,7 +40,8 @@ async def start_counting() -> None:
     counter = EventCounter(js, totals, batch=settings.count_batch, replicas=settings.stream_replicas)
     await counter.start()
     _parts["counter"] = counter
-    poller = BusPoller(js, settings.nats_monitor_url, settings.bus_poll_interval_s)
+    nc = broker.config.connection_state.connection
+    poller = BusPoller(js, nc, settings.nats_monitor_url, settings.bus_poll_interval_s)
     await poller.start()
     bus_collector.poller = poller
     _parts["poller"] = poller

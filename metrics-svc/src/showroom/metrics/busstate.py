@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from showroom.common.topology import Streams
+from showroom.common.topology import Streams, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class BusReading:
     monitor_up: bool = False
     varz: dict[str, float] = field(default_factory=dict)
     jsz: dict[str, float] = field(default_factory=dict)
+    index_chunks: float | None = None
+    """Chunks in the search index, as indexer-svc answers ``index.stats`` (None: it did not answer)."""
 
 
 async def read_jetstream(js: JetStreamContext, reading: BusReading) -> None:
@@ -94,9 +98,15 @@ async def read_monitor(session: aiohttp.ClientSession, url: str, reading: BusRea
     reading.monitor_up = True
 
 
+async def read_index_size(nc: NatsClient, reading: BusReading) -> None:
+    reply = await nc.request(Subjects.INDEX_STATS, b"{}", timeout=2)
+    reading.index_chunks = float(json.loads(reply.data)["chunks"])
+
+
 class BusPoller:
-    def __init__(self, js: JetStreamContext, monitor_url: str | None, interval: float = 5.0) -> None:
+    def __init__(self, js: JetStreamContext, nc: NatsClient, monitor_url: str | None, interval: float = 5.0) -> None:
         self.js = js
+        self.nc = nc
         self.monitor_url = monitor_url
         self.interval = interval
         self.reading = BusReading()
@@ -128,6 +138,10 @@ class BusPoller:
                 await read_monitor(self._session, self.monitor_url, reading)
             except Exception as exc:
                 log.warning("reading %s failed: %s", self.monitor_url, exc or type(exc).__name__)
+        try:
+            await read_index_size(self.nc, reading)
+        except Exception as exc:  # indexer-svc down: the gauge disappears rather than lies
+            log.debug("index.stats failed: %s", exc or type(exc).__name__)
         self.reading = reading
         return reading
 
@@ -151,22 +165,22 @@ class BusCollector(Collector):
             "Messages kept in a stream",
             [([n], x.messages) for n, x in s],
             ["stream"],
-        )  # noqa: E501
+        )
         yield _gauge(
             "showroom_jetstream_stream_bytes", "Bytes kept in a stream", [([n], x.bytes) for n, x in s], ["stream"]
-        )  # noqa: E501
+        )
         yield _gauge(
             "showroom_jetstream_stream_consumers",
             "Consumers on a stream",
             [([n], x.consumers) for n, x in s],
             ["stream"],
-        )  # noqa: E501
+        )
         yield _gauge(
             "showroom_jetstream_stream_last_sequence",
             "A stream's last sequence",
             [([n], x.last_seq) for n, x in s],
             ["stream"],
-        )  # noqa: E501
+        )
         c = sorted(r.consumers.items())
         labels = ["stream", "consumer"]
         yield _gauge(
@@ -194,9 +208,10 @@ class BusCollector(Collector):
             "Dead letters kept in the DLQ stream, per service that gave up on them",
             [([svc], n) for svc, n in sorted(r.dlq.items())], ["service"],
         )  # fmt: skip
-        yield _gauge(
-            "showroom_nats_monitor_up", "1 when nats-server's monitoring endpoint answered", [([], float(r.monitor_up))]
-        )  # noqa: E501
+        index = [([], r.index_chunks)] if r.index_chunks is not None else []
+        yield _gauge("showroom_index_chunks", "Chunks in the search index (indexer-svc's index.stats)", index)
+        monitor = [([], float(r.monitor_up))]
+        yield _gauge("showroom_nats_monitor_up", "1 when nats-server's monitoring endpoint answered", monitor)
         if r.monitor_up:
             v, j = r.varz, r.jsz
             yield _gauge("showroom_nats_connections", "Client connections", [([], v["connections"])])

@@ -128,6 +128,11 @@ class EventTotals:
     applied: dict[str, int] = field(default_factory=dict)
     """Stream name -> the last stream sequence counted (messages at or below it are never counted again)."""
 
+    def __post_init__(self) -> None:
+        # Both cache results exist from the start, so a hit ratio reads 0 rather than "no data".
+        for result in ("hit", "miss"):
+            self.counters.setdefault("showroom_answer_cache_requests_total", {}).setdefault((result,), 0.0)
+
     # -- recording -------------------------------------------------------------
 
     def inc(self, name: str, *labels: str, by: float = 1.0) -> None:
