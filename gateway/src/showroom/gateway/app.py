@@ -19,16 +19,12 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Request, Security, status
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from showroom.common.bus import bind_trace, kv_get, kv_update, make_broker, publish_event
 from showroom.common.crawls import CrawlCounts, CrawlState
 from showroom.common.events import (
-    Answer,
-    AskRequest,
     CrawlCancelled,
     CrawlFinished,
     CrawlRequested,
@@ -40,6 +36,8 @@ from showroom.common.events import (
 from showroom.common.inflight import inflight_total
 from showroom.common.telemetry import trace_id_var
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
+from showroom.gateway.answers import router as answers_router
+from showroom.gateway.products import router as products_router
 from showroom.gateway.settings import GatewaySettings
 from showroom.gateway.system import instrument
 from showroom.gateway.system import router as system_router
@@ -111,6 +109,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     authed = [Depends(require_key)]
     instrument(app, broker)
     app.include_router(system_router, dependencies=authed)
+    app.state.settings = settings
+    app.include_router(answers_router, dependencies=authed)
+    app.include_router(products_router, dependencies=authed)
 
     @app.middleware("http")
     async def response_time(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -218,25 +219,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
         return record
-
-    @app.post(
-        "/v1/ask",
-        dependencies=authed,
-        response_model=Answer,
-        responses={503: {"model": ErrorBody}, 504: {"model": ErrorBody}},
-        tags=["answers"],
-    )
-    async def ask(question: AskRequest) -> Answer:
-        """Answer a question from the crawled pages, citing them."""
-        try:
-            reply = await broker.request(question, Subjects.ASK, timeout=settings.ask_timeout_s)
-        except NoRespondersError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "rag-svc is not running") from exc
-        except (NatsTimeout, TimeoutError) as exc:
-            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, "rag-svc did not answer in time") from exc
-        answer = Answer.model_validate_json(reply.body)
-        if answer.error:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, answer.error)
-        return answer
 
     return app

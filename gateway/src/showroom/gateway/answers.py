@@ -1,0 +1,99 @@
+"""Questions answered from the crawled pages, with citations: whole (``POST /v1/ask``) or streamed
+as server-sent events (``POST /v1/ask/stream``).
+
+Streaming rides on core NATS: the gateway subscribes to a fresh inbox, then publishes the question
+with that inbox on ``rag.ask.stream``; rag-svc publishes ``delta`` frames and a final ``answer``
+frame (with the repaired text and citations) there.  Each frame becomes one SSE event of the
+same name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import StreamingResponse
+from faststream.nats import NatsBroker
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import BaseModel
+
+from showroom.common.events import Answer, AskRequest
+from showroom.common.topology import Subjects
+
+router = APIRouter(tags=["answers"])
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+@router.post(
+    "/v1/ask",
+    response_model=Answer,
+    responses={503: {"model": ErrorBody}, 504: {"model": ErrorBody}},
+)
+async def ask(question: AskRequest, request: Request) -> Answer:
+    """Answer a question from the crawled pages, citing them."""
+    broker: NatsBroker = request.app.state.broker
+    timeout = request.app.state.settings.ask_timeout_s
+    try:
+        reply = await broker.request(question, Subjects.ASK, timeout=timeout)
+    except NoRespondersError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "rag-svc is not running") from exc
+    except (NatsTimeout, TimeoutError) as exc:
+        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, "rag-svc did not answer in time") from exc
+    answer = Answer.model_validate_json(reply.body)
+    if answer.error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, answer.error)
+    return answer
+
+
+def _sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@router.post(
+    "/v1/ask/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "`delta` events, then one `answer`"}},
+)
+async def ask_stream(question: AskRequest, request: Request) -> StreamingResponse:
+    """The answer as server-sent events: ``delta`` (``{"text": ...}``) as it is generated, then
+    ``answer`` (the whole :class:`Answer`, citations included) or ``error`` (``{"detail": ...}``)."""
+    broker: NatsBroker = request.app.state.broker
+    timeout = request.app.state.settings.ask_timeout_s
+    nc = broker.config.connection_state.connection
+    inbox = nc.new_inbox()
+    frames: asyncio.Queue[dict] = asyncio.Queue()  # type: ignore[type-arg]
+
+    async def on_frame(msg) -> None:  # type: ignore[no-untyped-def]
+        if msg.data:
+            await frames.put(json.loads(msg.data))
+
+    sub = await nc.subscribe(inbox, cb=on_frame)
+    body = {**question.model_dump(), "inbox": inbox}
+    await nc.publish(Subjects.ASK_STREAM, json.dumps(body).encode())
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    frame = await frames.get()
+                    kind = frame.get("type")
+                    if kind == "delta":
+                        yield _sse("delta", {"text": frame.get("text", "")})
+                    elif kind == "answer":
+                        yield _sse("answer", frame["answer"])
+                        return
+                    else:
+                        yield _sse("error", {"detail": frame.get("detail", "answering failed")})
+                        return
+        except TimeoutError:
+            yield _sse("error", {"detail": "rag-svc did not answer in time"})
+        finally:
+            await sub.unsubscribe()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
