@@ -60,3 +60,12 @@ async def test_extractive_answer_maps_cost_to_price() -> None:
 async def test_extractive_answerer_refuses_when_nothing_matches() -> None:
     text, snippets = await ExtractiveAnswerer().answer("Does it support Dolby Atmos decoding?", group_sources(HITS))
     assert text == REFUSAL and snippets == {}
+
+
+def test_an_empty_gemini_key_means_extractive_answers(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from showroom.rag.settings import RagSettings
+
+    monkeypatch.setenv("GEMINI_API_KEY", "  ")
+    assert RagSettings().gemini_api_key is None
+    monkeypatch.setenv("GEMINI_API_KEY", "real-key")
+    assert RagSettings().gemini_api_key is not None

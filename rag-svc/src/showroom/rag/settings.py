@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from showroom.common.settings import ServiceSettings
 
@@ -13,7 +13,15 @@ class RagSettings(ServiceSettings):
     gemini_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SHOWROOM_GEMINI_API_KEY", "GEMINI_API_KEY")
     )
-    """Set it to answer with Gemini; without it answers are extractive (quoted from the sources)."""
+    """Set it to answer with Gemini; without it (or set empty) answers are extractive (quoted from the sources)."""
+
+    @field_validator("gemini_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        # Compose and Helm templates often render an unset secret as "": that must not mean "use Gemini".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None
