@@ -75,6 +75,12 @@ async def on_products(request: ProductSearchRequest) -> ProductSearchResponse:
         return ProductSearchResponse(products=[], error=str(exc)[:300])
 
 
+@broker.subscriber(Subjects.INDEX_STATS, queue=QueueGroups.INDEXER)
+async def on_stats(_: object = None) -> dict[str, object]:
+    """The index's size, for the gateway's /v1/system/status and metrics-svc."""
+    return {"collection": settings.collection, "chunks": await _deps["indexer"].store.count()}
+
+
 def make_embedder():  # type: ignore[no-untyped-def]
     if settings.embedder.strip().lower() == "gemini":
         key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
