@@ -57,9 +57,21 @@ def test_a_sequence_already_applied_is_never_counted_again() -> None:
     totals = EventTotals()
     assert totals.apply("PAGES", 5, scraped())
     assert not totals.apply("PAGES", 5, scraped())  # redelivered
+    # A killed process's unacked message comes back after newer ones: it still counts, once.
+    assert totals.apply("PAGES", 4, scraped())
     assert not totals.apply("PAGES", 4, scraped())
-    assert totals.apply("INDEX", 1, None)  # another stream has its own sequence
-    assert totals.value("showroom_pages_scraped_total", brand="cobalt") == 1
+    assert totals.apply("INDEX", 1, None)  # another stream has its own sequences
+    assert totals.value("showroom_pages_scraped_total", brand="cobalt") == 2
+
+
+def test_the_ack_floor_bounds_what_is_remembered() -> None:
+    totals = EventTotals()
+    for seq in (1, 2, 3, 7):
+        totals.apply("PAGES", seq, scraped())
+    totals.raise_floor("PAGES", 3)
+    assert totals.applied == {"PAGES": 3} and totals.recent["PAGES"] == {7}
+    assert not totals.apply("PAGES", 2, scraped()) and not totals.apply("PAGES", 7, scraped())
+    assert totals.apply("PAGES", 5, scraped())
 
 
 def test_free_text_failure_reasons_do_not_become_labels() -> None:
@@ -101,5 +113,5 @@ def test_a_snapshot_restores_every_series_and_the_sequences() -> None:
     totals.apply("PAGES", 6, None, unreadable=True)
     restored = EventTotals.loads(totals.dumps())
     assert samples(restored) == samples(totals)
-    assert restored.applied == {"PAGES": 6}
+    assert restored.recent == {"PAGES": {1, 2, 3, 4, 5, 6}}
     assert not restored.apply("PAGES", 6, scraped())

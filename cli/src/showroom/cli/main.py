@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from showroom.cli import extract_cmd
+from showroom.cli import extract_cmd, grafana_cmd
 from showroom.cli.client import GatewayClient, GatewayError
 from showroom.cli.stack import PORTAL_BRAND, Stack, StackConfig
 
@@ -203,6 +203,7 @@ def ask(
 
 
 app.command("extract")(extract_cmd.extract)
+app.add_typer(grafana_cmd.app, name="grafana")
 
 
 def _run(coro: Any) -> None:

@@ -194,7 +194,7 @@ async def _read_jetstream(broker: NatsBroker) -> tuple[list[StreamStatus], list[
         st = info.state
         streams.append(
             StreamStatus(name=info.config.name, messages=st.messages, bytes=st.bytes, consumers=st.consumer_count)
-        )  # noqa: E501
+        )
         for c in await js.consumers_info(info.config.name):
             consumers.append(
                 ConsumerStatus(

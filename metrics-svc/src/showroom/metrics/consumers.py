@@ -3,21 +3,23 @@
 metrics-svc has its own durable pull consumer on every stream (``metrics-*``),
 so it never takes work from the services that do it.  For each batch it:
 
-1. applies the messages whose stream sequence is above the last one applied
-   for that stream (a redelivered message at or below it is skipped);
-2. writes the whole :class:`EventTotals` — counters, histograms and the last
-   applied sequence per stream — to the ``metrics_state`` KV bucket;
-3. only then acks the batch.
+1. applies the messages whose stream sequence it has not applied yet (the
+   consumer's ack floor, plus the set of sequences applied above it);
+2. writes the whole :class:`EventTotals` — counters, histograms and the
+   applied sequences per stream — to the ``metrics_state`` KV bucket;
+3. only then acks the batch, and reads the consumer's ack floor to forget
+   the sequences below it (acked messages are never redelivered).
 
 A crash between 2 and 3 redelivers messages the snapshot already holds, and
 they are skipped; a crash before 2 redelivers messages the snapshot does not
-hold, and they are counted.  Either way each event counts once.  On start the
+hold, and they are counted — even though they come back after newer ones
+the restarted process has already counted.  Each event counts once.  On start the
 snapshot is restored; when there is none (a fresh install, or a wiped bucket)
 the ``metrics-*`` consumers are deleted first so they re-read every stream
 from its first message.
 
-One consumer per stream, fetching in order, is what makes "last applied
-sequence" a sound high-water mark, so metrics-svc runs as **one replica**.
+The snapshot is one key written by one process, so metrics-svc runs as
+**one replica** (two would overwrite each other's totals).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ class EventCounter:
         restored = EventTotals.loads(entry.value)
         # Fill the object the collector already renders, in place.
         self.totals.counters, self.totals.histograms = restored.counters, restored.histograms
-        self.totals.applied = restored.applied
+        self.totals.applied, self.totals.recent = restored.applied, restored.recent
         log.info("restored event totals up to %s", restored.applied)
         return True
 
@@ -161,6 +163,7 @@ class EventCounter:
             if info.state.last_seq < self.totals.applied.get(feed.stream, 0):
                 log.warning("stream %s was recreated; counting it from its start", feed.stream)
                 self.totals.applied[feed.stream] = 0
+                self.totals.recent.pop(feed.stream, None)
                 with contextlib.suppress(NotFoundError):
                     await self.js.delete_consumer(feed.stream, feed.durable)
 
@@ -180,6 +183,9 @@ class EventCounter:
                 except (NatsTimeout, TimeoutError):
                     continue
                 await self.apply_batch(feed.stream, msgs)
+                info = await self.js.consumer_info(feed.stream, feed.durable)
+                async with self._lock:
+                    self.totals.raise_floor(feed.stream, info.ack_floor.stream_seq or 0)
             except asyncio.CancelledError:
                 if sub is not None:  # no pull request left behind to swallow messages meant for the next run
                     with contextlib.suppress(Exception):

@@ -1,7 +1,7 @@
 """The Prometheus metrics derived from events, kept as plain data so they survive a restart exactly.
 
 :class:`EventTotals` holds every counter and histogram as numbers keyed by
-label values, plus the last stream sequence applied per stream.  It is what
+label values, plus which stream sequences have been applied.  It is what
 metrics-svc snapshots to JetStream KV before acking a batch, and what it
 restores on start (see ``showroom.metrics.consumers``), so a restart neither
 loses nor double counts.  :class:`EventCollector` renders it for
@@ -126,7 +126,11 @@ class EventTotals:
     counters: dict[str, dict[tuple[str, ...], float]] = field(default_factory=dict)
     histograms: dict[str, dict[tuple[str, ...], _Histogram]] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)
-    """Stream name -> the last stream sequence counted (messages at or below it are never counted again)."""
+    """Stream name -> a floor: every message at or below it was counted (and acked, so never comes back)."""
+    recent: dict[str, set[int]] = field(default_factory=dict)
+    """Stream name -> sequences above the floor that were counted.  Redeliveries can arrive out of
+    order (a killed process's unacked messages come back after newer ones), so a plain
+    high-water mark would drop them; this set is pruned as the consumer's ack floor rises."""
 
     def __post_init__(self) -> None:
         # Both cache results exist from the start, so a hit ratio reads 0 rather than "no data".
@@ -154,9 +158,10 @@ class EventTotals:
         cancellation), or, with ``unreadable``, one that could not be read —
         counted as unreadable, once.  Returns whether the sequence was new.
         """
-        if seq <= self.applied.get(stream, 0):
+        recent = self.recent.setdefault(stream, set())
+        if seq <= self.applied.get(stream, 0) or seq in recent:
             return False
-        self.applied[stream] = seq
+        recent.add(seq)
         if unreadable:
             self.inc("showroom_events_unreadable_total", stream)
         elif event is not None:
@@ -193,6 +198,12 @@ class EventTotals:
             case DeadLetter():
                 self.inc("showroom_dead_letters_total", event.service)
 
+    def raise_floor(self, stream: str, ack_floor: int) -> None:
+        """The consumer acked everything up to ``ack_floor``: those sequences need no remembering."""
+        floor = max(self.applied.get(stream, 0), ack_floor)
+        self.applied[stream] = floor
+        self.recent[stream] = {s for s in self.recent.get(stream, set()) if s > floor}
+
     # -- reading ---------------------------------------------------------------
 
     def value(self, name: str, **labels: str) -> float:
@@ -211,6 +222,7 @@ class EventTotals:
             {
                 "version": 1,
                 "applied": self.applied,
+                "recent": {k: sorted(v) for k, v in self.recent.items()},
                 "counters": {n: [[list(k), v] for k, v in s.items()] for n, s in self.counters.items()},
                 "histograms": {
                     n: [[list(k), h.buckets, h.sum] for k, h in s.items()] for n, s in self.histograms.items()
@@ -222,7 +234,10 @@ class EventTotals:
     @classmethod
     def loads(cls, data: bytes) -> EventTotals:
         raw = json.loads(data)
-        totals = cls(applied={k: int(v) for k, v in raw.get("applied", {}).items()})
+        totals = cls(
+            applied={k: int(v) for k, v in raw.get("applied", {}).items()},
+            recent={k: {int(s) for s in v} for k, v in raw.get("recent", {}).items()},
+        )
         for name, series in raw.get("counters", {}).items():
             if name in SPEC_BY_NAME:
                 totals.counters[name] = {tuple(k): float(v) for k, v in series}
