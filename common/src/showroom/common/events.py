@@ -345,7 +345,6 @@ class QuestionAnswered(Event):
     latency_ms: float
     refused: bool = False
     cached: bool = False
-    cached: bool = Field(default=False, description="Served from the answer cache.")
 
 
 class DeadLetter(Event):
