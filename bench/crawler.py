@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import tempfile
@@ -26,7 +25,7 @@ import nats
 import psutil
 from playwright.async_api import async_playwright
 
-from showroom.cli.client import GatewayClient
+from showroom.cli.client import FinishedCrawls, GatewayClient
 from showroom.cli.stack import Stack, StackConfig
 from showroom.scraper.browser import CHROMIUM_ARGS
 
@@ -94,30 +93,19 @@ def cpu_seconds(pid: int) -> float:
 async def crawl(stack: Stack, spec: dict, sample_pss: bool = False) -> tuple[float, dict, float, float]:
     """Run one crawl to completion; returns (seconds, final counts, peak scraper PSS in MB, scraper CPU s)."""
     config = stack.config
-    nc = await nats.connect(config.nats_url)
-    done: asyncio.Queue[dict] = asyncio.Queue()
-
-    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
-        await done.put(json.loads(msg.data))
-
-    await nc.subscribe("crawl.finished.*", cb=on_finished)
     peak = 0.0
     scraper_pid = stack.procs["scraper"].pid
     cpu0 = cpu_seconds(scraper_pid)
-    async with GatewayClient(config.gateway_url, config.api_key) as client:
+    async with FinishedCrawls(config.nats_url) as finished, GatewayClient(config.gateway_url, config.api_key) as client:
         t0 = time.perf_counter()
         crawl_id = await client.crawl(**spec)
-        while True:
-            try:
-                event = await asyncio.wait_for(done.get(), timeout=0.5)
-            except TimeoutError:
-                if sample_pss:
-                    peak = max(peak, pss_mb(scraper_pid))
-                continue
-            if event["crawl_id"] == crawl_id:
-                break
+        end = asyncio.create_task(finished.wait(crawl_id, timeout=3600))
+        while not end.done():
+            if sample_pss:
+                peak = max(peak, pss_mb(scraper_pid))
+            await asyncio.wait([end], timeout=0.5)
+        event = end.result()
         elapsed = time.perf_counter() - t0
-    await nc.close()
     return elapsed, event["counts"], peak, cpu_seconds(scraper_pid) - cpu0
 
 

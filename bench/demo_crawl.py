@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import tempfile
 import time
 from pathlib import Path
 
-import nats
-
-from showroom.cli.client import GatewayClient
+from showroom.cli.client import FinishedCrawls, GatewayClient
 from showroom.cli.stack import Stack, StackConfig
 
 
@@ -31,29 +28,20 @@ async def main(concurrency: int, embedder: str) -> None:
         t_start = time.perf_counter()
         async with Stack(config):
             startup = time.perf_counter() - t_start
-            nc = await nats.connect(config.nats_url)
-            done: asyncio.Queue[dict] = asyncio.Queue()
-
-            async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
-                await done.put(json.loads(msg.data))
-
-            await nc.subscribe("crawl.finished.*", cb=on_finished)
-            async with GatewayClient(config.gateway_url, config.api_key) as client:
+            async with (
+                FinishedCrawls(config.nats_url) as done,
+                GatewayClient(config.gateway_url, config.api_key) as client,
+            ):
                 t0 = time.perf_counter()
-                ids = {await client.crawl(b, **spec) for b, spec in config.demo_crawl_specs().items()}
-                finished = []
-                while len(finished) < len(ids):
-                    event = await asyncio.wait_for(done.get(), 600)
-                    if event["crawl_id"] in ids:
-                        finished.append(event)
+                ids = [await client.crawl(b, **spec) for b, spec in config.demo_crawl_specs().items()]
+                finished = [await done.wait(crawl_id, 600) for crawl_id in ids]
                 elapsed = time.perf_counter() - t0
                 t1 = time.perf_counter()
                 await client.ask("What is the woofer size of the Northwind NW-8?", brand="northwind")
                 ask_ms = (time.perf_counter() - t1) * 1000
-            await nc.close()
     pages = sum(e["counts"]["scraped"] for e in finished)
     print(f"stack start-up:        {startup:6.1f} s")
-    print(f"crawl (2 brands):      {elapsed:6.1f} s  for {pages} pages, all indexed")
+    print(f"crawl (2 brands + portal): {elapsed:6.1f} s  for {pages} pages, all indexed")
     print(f"throughput:            {pages / elapsed * 60:6.0f} pages/min  (scraper concurrency {concurrency})")
     print(f"first question:        {ask_ms:6.0f} ms")
     for e in finished:

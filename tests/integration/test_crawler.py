@@ -20,7 +20,7 @@ import httpx
 import nats
 import pytest
 
-from showroom.cli.client import GatewayClient
+from showroom.cli.client import FinishedCrawls, GatewayClient
 from showroom.cli.stack import Stack, StackConfig, free_port
 
 pytestmark = pytest.mark.e2e
@@ -49,21 +49,10 @@ class Lab:
 
     async def crawl(self, spec: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Run a crawl to its end; returns its final status and its page events."""
-        nc = await nats.connect(self.stack.config.nats_url)
-        finished: asyncio.Queue[dict] = asyncio.Queue()
-
-        async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
-            await finished.put(json.loads(msg.data))
-
-        await nc.subscribe("crawl.finished.*", cb=on_finished)
-        try:
+        async with FinishedCrawls(self.stack.config.nats_url) as finished:
             crawl_id = await self.client.crawl(**spec)
-            async with asyncio.timeout(180):
-                while (await finished.get())["crawl_id"] != crawl_id:
-                    pass
-            return await self.client.status(crawl_id), await self.page_events(crawl_id)
-        finally:
-            await nc.close()
+            await finished.wait(crawl_id)
+        return await self.client.status(crawl_id), await self.page_events(crawl_id)
 
     async def page_events(self, crawl_id: str) -> list[dict[str, Any]]:
         nc = await nats.connect(self.stack.config.nats_url)

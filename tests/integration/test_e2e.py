@@ -7,7 +7,6 @@ embedder and embedded Qdrant.  Tests wait on the bus's own events.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from showroom.cli.client import GatewayClient, GatewayError
+from showroom.cli.client import FinishedCrawls, GatewayClient, GatewayError
 from showroom.cli.stack import Stack, StackConfig
 from showroom.demo_site import allowed_paths, disallowed_paths, products
 
@@ -28,43 +27,20 @@ CRAWL_TIMEOUT_S = 240
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     root: Path = tmp_path_factory.mktemp("stack")
-    config = StackConfig.ephemeral(root, api_key=secrets.token_urlsafe(24))
-    s = Stack(config)
-    try:
-        await s.start(timeout=120)
-    except BaseException:
-        for name in list(s.procs):
-            print(f"--- {name}\n{s.tail(name)}")
-        await s.stop()
-        raise
-    yield s
-    await s.stop()
+    async with Stack(StackConfig.ephemeral(root, api_key=secrets.token_urlsafe(24))) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 async def crawled(stack: Stack) -> dict[str, dict]:
     """Crawl both demo brands at once; returns each brand's final status, as announced on the bus."""
     config = stack.config
-    nc = await nats.connect(config.nats_url)
-    finished: asyncio.Queue[dict] = asyncio.Queue()
-
-    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
-        await finished.put(json.loads(msg.data))
-
-    await nc.subscribe("crawl.finished.*", cb=on_finished)
     statuses: dict[str, dict] = {}
-    try:
-        async with GatewayClient(config.gateway_url, config.api_key) as client:
-            ids = {await client.crawl(brand, **spec): brand for brand, spec in config.demo_crawl_specs().items()}
-            async with asyncio.timeout(CRAWL_TIMEOUT_S):
-                while len(statuses) < len(ids):
-                    event = await finished.get()
-                    if event["crawl_id"] in ids:
-                        statuses[ids[event["crawl_id"]]] = await client.status(event["crawl_id"])
-    finally:
-        await nc.drain()
-        for name in ("scraper", "indexer"):
-            print(f"--- {name}\n{stack.tail(name, 15)}")
+    async with FinishedCrawls(config.nats_url) as finished, GatewayClient(config.gateway_url, config.api_key) as client:
+        ids = {brand: await client.crawl(brand, **spec) for brand, spec in config.demo_crawl_specs().items()}
+        for brand, crawl_id in ids.items():
+            await finished.wait(crawl_id, CRAWL_TIMEOUT_S)
+            statuses[brand] = await client.status(crawl_id)
     return statuses
 
 
@@ -172,22 +148,10 @@ async def test_auto_render_spends_the_browser_only_on_javascript_pages(stack: St
 async def test_recrawl_of_an_unchanged_site_re_embeds_nothing(stack: Stack, crawled: dict[str, dict]) -> None:
     config = stack.config
     indexed_before = len(await _stream_events(config.nats_url, "INDEX", "page.indexed.*"))
-    nc = await nats.connect(config.nats_url)
-    finished: asyncio.Queue[dict] = asyncio.Queue()
-
-    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
-        await finished.put(json.loads(msg.data))
-
-    await nc.subscribe("crawl.finished.northwind", cb=on_finished)
-    try:
-        async with GatewayClient(config.gateway_url, config.api_key) as client:
-            crawl_id = await client.crawl("northwind", **config.demo_crawl_specs()["northwind"])
-            async with asyncio.timeout(CRAWL_TIMEOUT_S):
-                while (await finished.get())["crawl_id"] != crawl_id:
-                    pass
-            status = await client.status(crawl_id)
-    finally:
-        await nc.close()
+    async with FinishedCrawls(config.nats_url) as finished, GatewayClient(config.gateway_url, config.api_key) as client:
+        crawl_id = await client.crawl("northwind", **config.demo_crawl_specs()["northwind"])
+        await finished.wait(crawl_id, CRAWL_TIMEOUT_S)
+        status = await client.status(crawl_id)
     expected = len(brand_pages("northwind", allowed_paths()))
     assert status["status"] == "completed"
     assert status["counts"]["unchanged"] == expected

@@ -1,10 +1,15 @@
-"""A small typed client of the gateway's HTTP API, used by the CLI and the end-to-end tests."""
+"""A small typed client of the gateway's HTTP API, and a way to await crawls' ends on the bus;
+used by the CLI, the end-to-end tests and the benchmarks."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import httpx
+import nats
+from nats.aio.msg import Msg
 
 
 class GatewayError(RuntimeError):
@@ -46,3 +51,39 @@ class GatewayClient:
         if brand:
             body["brand"] = brand
         return dict(await self._call("POST", "/v1/ask", json=body))
+
+
+class FinishedCrawls:
+    """Awaits crawls' ends on the bus: ``crawl.finished`` events, collected from the moment it is entered.
+
+        async with FinishedCrawls(nats_url) as finished:
+            crawl_id = await client.crawl(...)
+            event = await finished.wait(crawl_id, timeout=180)
+
+    Enter it before starting the crawl, so a crawl that ends quickly is not missed.
+    """
+
+    def __init__(self, nats_url: str) -> None:
+        self.nats_url = nats_url
+        self._events: dict[str, dict[str, Any]] = {}
+        self._arrived = asyncio.Condition()
+
+    async def __aenter__(self) -> FinishedCrawls:
+        self._nc = await nats.connect(self.nats_url)
+
+        async def on_finished(msg: Msg) -> None:
+            async with self._arrived:
+                self._events[json.loads(msg.data)["crawl_id"]] = json.loads(msg.data)
+                self._arrived.notify_all()
+
+        await self._nc.subscribe("crawl.finished.*", cb=on_finished)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._nc.close()
+
+    async def wait(self, crawl_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        """The ``crawl.finished`` event of ``crawl_id``."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: crawl_id in self._events)
+            return self._events[crawl_id]

@@ -254,12 +254,14 @@ class Stack:
         proc = self.procs.get(name)
         while True:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}")
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; {self.logs / (name + '.log')} ends:\n{self.tail(name)}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(url)).status_code < 300:
                     return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not ready at {url}; see {self.logs / (name + '.log')}")
+                raise TimeoutError(f"{name} not ready at {url}; {self.logs / (name + '.log')} ends:\n{self.tail(name)}")
             await asyncio.sleep(0.1)
 
     def tail(self, name: str, lines: int = 40) -> str:

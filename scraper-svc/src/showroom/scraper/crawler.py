@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -375,42 +376,37 @@ class Crawler:
         return seen > MAX_QUERY_VARIANTS
 
     async def _increment(self, key: str) -> int:
-        while True:
-            try:
-                entry = await self.urls.get(key)
-                n, rev = int(entry.value or b"0"), entry.revision
-            except KeyNotFoundError:
-                n, rev = 0, 0
-            try:
-                if rev:
-                    await self.urls.update(key, str(n + 1).encode(), last=rev)
-                else:
-                    await self.urls.create(key, str(n + 1).encode())
-                return n + 1
-            except KeyWrongLastSequenceError:
-                await asyncio.sleep(0.002)
+        """Add one to the counter at ``key``; returns the new value."""
+        return (await self._add(key, lambda _: 1))[1]
 
     async def _reserve_budget(self, crawl_id: str, want: int) -> int:
         """Atomically take up to ``want`` pages from the crawl's budget; returns how many were granted."""
         crawl = await self._crawl(crawl_id)
         if crawl is None or want <= 0:
             return 0
-        key = f"{crawl_id}.budget"
+        max_pages = crawl.spec.max_pages
+        return (await self._add(f"{crawl_id}.budget", lambda spent: max(0, min(want, max_pages - spent))))[0]
+
+    async def _add(self, key: str, amount: Callable[[int], int]) -> tuple[int, int]:
+        """Compare-and-set an integer counter in ``crawl_urls``: add ``amount(current)``.
+
+        Returns (what was added, the new value); adding 0 writes nothing.
+        """
         while True:
             try:
                 entry = await self.urls.get(key)
-                spent, rev = int(entry.value or b"0"), entry.revision
+                current, rev = int(entry.value or b"0"), entry.revision
             except KeyNotFoundError:
-                spent, rev = 0, 0
-            granted = max(0, min(want, crawl.spec.max_pages - spent))
-            if granted == 0:
-                return 0
+                current, rev = 0, 0
+            add = amount(current)
+            if add == 0:
+                return 0, current
             try:
                 if rev:
-                    await self.urls.update(key, str(spent + granted).encode(), last=rev)
+                    await self.urls.update(key, str(current + add).encode(), last=rev)
                 else:
-                    await self.urls.create(key, str(spent + granted).encode())
-                return granted
+                    await self.urls.create(key, str(current + add).encode())
+                return add, current + add
             except KeyWrongLastSequenceError:
                 await asyncio.sleep(0.002)
 
