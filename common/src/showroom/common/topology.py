@@ -12,6 +12,8 @@ PAGES     ``page.{scraped,unchanged,failed}.<brand>``                  the sourc
 INDEX     ``page.indexed.<brand>``                                     what reached the search index
 ANSWERS   ``rag.answered``                                             audit of questions and answers
 DLQ       ``dlq.<service>``                                            poison messages with the reason
+PRODUCTS  ``product.changed.<brand>``                                  price/availability/spec changes
+REPLAYS   ``replay.{requested,cancelled}``                             index rebuilds from the PAGES stream
 
 Request/reply (core NATS, queue groups): ``rag.ask``, ``index.search`` and ``index.stats``;
 ``showroom.health`` is answered by every service instance (no queue group).
@@ -87,6 +89,13 @@ class Subjects:
     def dlq(service: str) -> str:
         return f"dlq.{service}"
 
+    @staticmethod
+    def product_changed(brand: str) -> str:
+        return f"product.changed.{brand}"
+
+    REPLAY_REQUESTED = "replay.requested"
+    REPLAY_CANCELLED = "replay.cancelled"
+
 
 def host_token(host: str) -> str:
     """A host (``shop.example.com:8443``) as one subject token (``shop_example_com_8443``)."""
@@ -159,8 +168,17 @@ class Streams:
     )
     ANSWERS = StreamSpec("ANSWERS", ["rag.answered"], max_age=90 * DAY, description="Questions and answers")
     DLQ = StreamSpec("DLQ", ["dlq.*"], description="Messages a service gave up on, with the reason")
+    PRODUCTS = StreamSpec(
+        "PRODUCTS", ["product.changed.*"], max_age=365 * DAY, description="Product price/availability/spec changes"
+    )
+    REPLAYS = StreamSpec(
+        "REPLAYS",
+        ["replay.requested", "replay.cancelled"],
+        max_age=90 * DAY,
+        description="Index rebuilds from the PAGES stream",
+    )
 
-    ALL = (CRAWLS, FRONTIER, PAGES, INDEX, ANSWERS, DLQ)
+    ALL = (CRAWLS, FRONTIER, PAGES, INDEX, ANSWERS, DLQ, PRODUCTS, REPLAYS)
 
 
 class Buckets:
@@ -172,8 +190,16 @@ class Buckets:
     HOSTS = BucketSpec("hosts", ttl=DAY, description="<host> -> fetch leases and next start time; per-host politeness")
     RENDER_HINTS = BucketSpec("render_hints", ttl=30 * DAY, description="<url pattern key> -> http|browser")
     INFLIGHT = BucketSpec("crawl_inflight", ttl=DAY, description="<crawl_id>.<scraper instance> -> pages in flight")
+    BRANDS = BucketSpec("brands", description="<brand> -> registry entry (start URLs, schedule) and its last crawl")
+    PRODUCT_VERSIONS = BucketSpec(
+        "product_versions", history=64, description="<url key> -> a product's versions (KV history is the timeline)"
+    )
+    LINEAGE = BucketSpec(
+        "lineage", history=64, description="<url key> -> the page events that produced its indexed versions"
+    )
+    REPLAYS = BucketSpec("replays", description="replay_id -> spec, progress and outcome")
 
-    ALL = (CRAWLS, CRAWL_URLS, PAGES, HOSTS, RENDER_HINTS, INFLIGHT)
+    ALL = (CRAWLS, CRAWL_URLS, PAGES, HOSTS, RENDER_HINTS, INFLIGHT, BRANDS, PRODUCT_VERSIONS, LINEAGE, REPLAYS)
 
 
 class ObjectStores:

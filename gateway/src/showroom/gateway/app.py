@@ -8,17 +8,15 @@ read from that bucket and questions are forwarded to rag-svc over
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Security, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
@@ -37,14 +35,17 @@ from showroom.common.inflight import inflight_total
 from showroom.common.telemetry import trace_id_var
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.answers import router as answers_router
+from showroom.gateway.auth import Scope, require_scope
+from showroom.gateway.brands import router as brands_router
+from showroom.gateway.dlq import router as dlq_router
+from showroom.gateway.lineage import router as lineage_router
 from showroom.gateway.products import router as products_router
+from showroom.gateway.replays import router as replays_router
 from showroom.gateway.settings import GatewaySettings
 from showroom.gateway.system import instrument
 from showroom.gateway.system import router as system_router
 
 log = logging.getLogger(__name__)
-
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Your Showroom API key.")
 
 
 class CrawlAccepted(BaseModel):
@@ -99,19 +100,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         responses={401: {"model": ErrorBody, "description": "Missing or wrong API key"}},
     )
 
-    def require_key(key: Annotated[str | None, Security(api_key_header)]) -> str:
-        if not key:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send it in the X-API-Key header")
-        if not any(hmac.compare_digest(key, k) for k in settings.api_keys):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key")
-        return key
+    def scoped(scope: Scope) -> list[Any]:
+        return [Depends(require_scope(scope))]
 
-    authed = [Depends(require_key)]
+    authed = scoped(Scope.CRAWL)
     instrument(app, broker)
-    app.include_router(system_router, dependencies=authed)
     app.state.settings = settings
-    app.include_router(answers_router, dependencies=authed)
-    app.include_router(products_router, dependencies=authed)
+    app.include_router(system_router, dependencies=scoped(Scope.ADMIN))
+    app.include_router(answers_router, dependencies=scoped(Scope.ASK))
+    app.include_router(products_router, dependencies=scoped(Scope.ASK))
+    app.include_router(lineage_router, dependencies=scoped(Scope.ASK))
+    app.include_router(brands_router, dependencies=scoped(Scope.CRAWL))
+    app.include_router(replays_router, dependencies=scoped(Scope.ADMIN))
+    app.include_router(dlq_router, dependencies=scoped(Scope.ADMIN))
 
     @app.middleware("http")
     async def response_time(request: Request, call_next):  # type: ignore[no-untyped-def]

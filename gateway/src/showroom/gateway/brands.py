@@ -1,0 +1,7 @@
+"""Brand registry and schedules."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["brands"])

@@ -1,0 +1,7 @@
+"""Dead letters: list, re-drive, purge."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["dlq"])
