@@ -67,6 +67,16 @@ async def test_a_changed_page_leaves_no_stale_chunk(indexer: Indexer) -> None:
     assert hits and hits[0].content_hash == "h2"
 
 
+async def test_audit_lists_each_pages_chunk_indexes_by_brand(indexer: Indexer) -> None:
+    long = page("http://s/a", "# A\n\n" + "zebra quagga okapi. " * 80, h="h1")
+    await indexer.index_pages([long, page("http://s/b", "# B\n\nshort.", brand="cobalt", h="h2")])
+    audit = await indexer.audit("northwind")
+    assert set(audit) == {"http://s/a"}
+    n = audit["http://s/a"]["chunks"]
+    assert n > 2 and audit["http://s/a"] == {"chunks": n, "indexes": list(range(n)), "hashes": ["h1"]}
+    assert (await indexer.audit())["http://s/b"] == {"chunks": 1, "indexes": [0], "hashes": ["h2"]}
+
+
 async def test_another_embedding_model_is_refused(store: ChunkStore, tmp_path: Path) -> None:
     with pytest.raises(ModelMismatchError):
         await store.ensure_collection("other-model", 64)

@@ -15,7 +15,7 @@ DLQ       ``dlq.<service>``                                            poison me
 PRODUCTS  ``product.changed.<brand>``                                  price/availability/spec changes
 REPLAYS   ``replay.{requested,cancelled}``                             index rebuilds from the PAGES stream
 
-Request/reply (core NATS, queue groups): ``rag.ask``, ``index.search`` and ``index.stats``;
+Request/reply (core NATS, queue groups): ``rag.ask``, ``index.search``, ``index.stats`` and ``index.audit``;
 ``showroom.health`` is answered by every service instance (no queue group).
 """
 
@@ -50,6 +50,8 @@ class Subjects:
     PRODUCTS = "index.products"
     ANSWERED = "rag.answered"
     INDEX_STATS = "index.stats"
+    INDEX_AUDIT = "index.audit"
+    """Per-URL chunk counts and indexes held by the index (indexer-svc); for audits and the chaos tests."""
     HEALTH = "showroom.health"
     """Every service instance answers a request here with its health (scatter-gather; see common.service)."""
 

@@ -81,6 +81,14 @@ async def on_stats(_: object = None) -> dict[str, object]:
     return {"collection": settings.collection, "chunks": await _deps["indexer"].store.count()}
 
 
+@broker.subscriber(Subjects.INDEX_AUDIT, queue=QueueGroups.INDEXER)
+async def on_audit(request: dict[str, object] | None = None) -> dict[str, object]:
+    """Per-URL chunk counts and indexes (``{"brand": ...}`` narrows it): the embedded store is locked
+    by this process, so this is how tests and operators check that every page is stored exactly once."""
+    brand = (request or {}).get("brand") if isinstance(request, dict) else None
+    return {"pages": await _deps["indexer"].audit(str(brand) if brand else None)}
+
+
 def make_embedder():  # type: ignore[no-untyped-def]
     if settings.embedder.strip().lower() == "gemini":
         key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None

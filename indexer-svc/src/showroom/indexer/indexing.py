@@ -196,6 +196,22 @@ class Indexer:
             and held.get("chunker") == CHUNKER_VERSION
         )
 
+    async def audit(self, brand: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per URL: the chunk count its page declared and the chunk indexes actually stored.
+
+        A page is whole when ``indexes == list(range(chunks))`` and every chunk carries the same
+        content hash; the chaos tests use this to prove nothing is missing, doubled or half-written.
+        """
+        pages: dict[str, dict[str, Any]] = {}
+        for payload in await self.store.payloads(SearchFilter(brand=brand) if brand else None):
+            page = pages.setdefault(payload["url"], {"chunks": payload.get("chunks"), "indexes": [], "hashes": []})
+            page["indexes"].append(int(payload["chunk_index"]))
+            if payload.get("content_hash") not in page["hashes"]:
+                page["hashes"].append(payload.get("content_hash"))
+        for page in pages.values():
+            page["indexes"].sort()
+        return pages
+
     async def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()

@@ -211,6 +211,10 @@ class ChunkStore(ABC):
     async def count(self, url: str | None = None) -> int: ...
 
     @abstractmethod
+    async def payloads(self, flt: SearchFilter | None = None) -> list[dict[str, Any]]:
+        """Every stored chunk's payload that matches ``flt`` (an audit's full scan, not a query path)."""
+
+    @abstractmethod
     async def close(self) -> None: ...
 
 
@@ -375,6 +379,17 @@ class EdgeChunkStore(ChunkStore):
         flt = self._filter(SearchFilter(url=url)) if url else None
         shard = await self._shard()
         return await asyncio.to_thread(shard.count, self.q.CountRequest(exact=True, filter=flt))
+
+    async def payloads(self, flt: SearchFilter | None = None) -> list[dict[str, Any]]:
+        shard = await self._shard()
+        out: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            request = self.q.ScrollRequest(offset=offset, limit=1024, filter=self._filter(flt), with_payload=True)
+            records, offset = await asyncio.to_thread(shard.scroll, request)
+            out.extend(dict(r.payload or {}) for r in records)
+            if offset is None:
+                return out
 
     async def optimize(self) -> None:
         """Build HNSW and merge segments (blocking work, off the event loop)."""
@@ -552,6 +567,17 @@ class QdrantChunkStore(ChunkStore):
     async def count(self, url: str | None = None) -> int:
         flt = self._filter(SearchFilter(url=url)) if url else None
         return (await self.client.count(self.collection, count_filter=flt, exact=True)).count
+
+    async def payloads(self, flt: SearchFilter | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            records, offset = await self.client.scroll(
+                self.collection, scroll_filter=self._filter(flt), limit=1024, offset=offset, with_payload=True
+            )
+            out.extend(dict(r.payload or {}) for r in records)
+            if offset is None:
+                return out
 
     async def close(self) -> None:
         await self.client.close()
