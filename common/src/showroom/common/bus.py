@@ -25,8 +25,27 @@ TRACE_HEADER = "Showroom-Trace-Id"
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
+RECONNECT_WAIT_S = 0.5
+"""Pause between reconnect attempts (nats-py adds up to 100 ms of jitter, so replicas do not stampede)."""
+
+
 def make_broker(servers: list[str], name: str) -> NatsBroker:
-    """A broker that keeps reconnecting (with backoff) instead of giving up on a restarting server."""
+    """A broker that keeps reconnecting (with backoff) instead of giving up on a restarting server.
+
+    Losing and regaining the server is logged (``NATS connection lost`` / ``NATS connection
+    restored``): an operator reading a service's log after a bus restart sees it happened and
+    that the service came back on its own.
+    """
+
+    async def disconnected() -> None:
+        log.warning("NATS connection lost (%s); reconnecting every %.1fs", name, RECONNECT_WAIT_S)
+
+    async def reconnected() -> None:
+        log.warning("NATS connection restored (%s)", name)
+
+    async def error(exc: Exception) -> None:
+        log.info("NATS client error (%s): %r", name, exc)
+
     return NatsBroker(
         servers,
         name=name,
@@ -35,9 +54,12 @@ def make_broker(servers: list[str], name: str) -> NatsBroker:
         # "Received"/"Processed" for every message is debugging detail, not an operator's log.
         log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=RECONNECT_WAIT_S,
         connect_timeout=5,
         allow_reconnect=True,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
     )
 
 
