@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -102,3 +103,19 @@ async def test_ask_without_rag_svc_is_503_not_500(gateway: httpx.AsyncClient) ->
 def test_settings_refuse_to_run_without_keys_outside_development() -> None:
     with pytest.raises(ValueError, match="SHOWROOM_API_KEYS"):
         GatewaySettings(api_keys=[], environment="production")
+
+
+async def test_streamed_ask_without_rag_svc_is_503_at_once(nats_url: str) -> None:
+    # A long answer timeout: only nats-server's no-responders status can make this quick.
+    app = create_app(GatewaySettings(nats_url=nats_url, api_keys=[KEY], ask_timeout_s=30))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            t0 = time.perf_counter()
+            resp = await client.post(
+                "/v1/ask/stream", json={"question": "What is the woofer size?"}, headers={"X-API-Key": KEY}
+            )
+            elapsed = time.perf_counter() - t0
+    assert resp.status_code == 503
+    assert "rag-svc" in resp.json()["detail"]
+    assert elapsed < 1.0

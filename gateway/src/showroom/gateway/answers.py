@@ -2,7 +2,7 @@
 as server-sent events (``POST /v1/ask/stream``).
 
 Streaming rides on core NATS: the gateway subscribes to a fresh inbox, then publishes the question
-with that inbox on ``rag.ask.stream``; rag-svc publishes ``delta`` frames and a final ``answer``
+with that inbox (in the body and as the reply subject) on ``rag.ask.stream``; rag-svc publishes ``delta`` frames and a final ``answer``
 frame (with the repaired text and citations) there.  Each frame becomes one SSE event of the
 same name.
 """
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 from faststream.nats import NatsBroker
+from nats.aio.client import NO_RESPONDERS_STATUS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
@@ -58,11 +59,20 @@ def _sse(event: str, data: object) -> bytes:
 @router.post(
     "/v1/ask/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "`delta` events, then one `answer`"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "`delta` events, then one `answer`"},
+        503: {"model": ErrorBody},
+        504: {"model": ErrorBody},
+    },
 )
 async def ask_stream(question: AskRequest, request: Request) -> StreamingResponse:
     """The answer as server-sent events: ``delta`` (``{"text": ...}``) as it is generated, then
-    ``answer`` (the whole :class:`Answer`, citations included) or ``error`` (``{"detail": ...}``)."""
+    ``answer`` (the whole :class:`Answer`, citations included) or ``error`` (``{"detail": ...}``).
+
+    The response starts with rag-svc's first frame, so a rag-svc that is not running is a 503
+    (and one that never answers a 504) like ``/v1/ask``, not an event stream that says so late.
+    The question is published with the inbox as its reply subject: when nobody subscribes to
+    ``rag.ask.stream`` nats-server answers that inbox at once with a no-responders status."""
     broker: NatsBroker = request.app.state.broker
     timeout = request.app.state.settings.ask_timeout_s
     nc = broker.config.connection_state.connection
@@ -70,18 +80,33 @@ async def ask_stream(question: AskRequest, request: Request) -> StreamingRespons
     frames: asyncio.Queue[dict] = asyncio.Queue()  # type: ignore[type-arg]
 
     async def on_frame(msg) -> None:  # type: ignore[no-untyped-def]
-        if msg.data:
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
+            await frames.put({"type": "no-responders"})
+        elif msg.data:
             await frames.put(json.loads(msg.data))
 
     sub = await nc.subscribe(inbox, cb=on_frame)
     body = {**question.model_dump(), "inbox": inbox}
-    await nc.publish(Subjects.ASK_STREAM, json.dumps(body).encode())
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        await nc.publish(Subjects.ASK_STREAM, json.dumps(body).encode(), reply=inbox)
+        async with asyncio.timeout_at(deadline):
+            first = await frames.get()
+    except TimeoutError as exc:
+        await sub.unsubscribe()
+        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, "rag-svc did not answer in time") from exc
+    except BaseException:
+        await sub.unsubscribe()
+        raise
+    if first.get("type") == "no-responders":
+        await sub.unsubscribe()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "rag-svc is not running")
 
     async def events() -> AsyncIterator[bytes]:
+        frame = first
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 while True:
-                    frame = await frames.get()
                     kind = frame.get("type")
                     if kind == "delta":
                         yield _sse("delta", {"text": frame.get("text", "")})
@@ -91,6 +116,7 @@ async def ask_stream(question: AskRequest, request: Request) -> StreamingRespons
                     else:
                         yield _sse("error", {"detail": frame.get("detail", "answering failed")})
                         return
+                    frame = await frames.get()
         except TimeoutError:
             yield _sse("error", {"detail": "rag-svc did not answer in time"})
         finally:
