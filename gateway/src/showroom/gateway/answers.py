@@ -2,9 +2,9 @@
 as server-sent events (``POST /v1/ask/stream``).
 
 Streaming rides on core NATS: the gateway subscribes to a fresh inbox, then publishes the question
-with that inbox (in the body and as the reply subject) on ``rag.ask.stream``; rag-svc publishes ``delta`` frames and a final ``answer``
-frame (with the repaired text and citations) there.  Each frame becomes one SSE event of the
-same name.
+with that inbox (in the body and as the reply subject) on ``rag.ask.stream``; rag-svc publishes
+``delta`` frames and a final ``answer`` frame (with the repaired text and citations) there.  Each
+frame becomes one SSE event of the same name.
 """
 
 from __future__ import annotations
