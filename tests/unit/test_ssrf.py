@@ -1,10 +1,16 @@
 """The SSRF guard refuses private and special addresses before any connection is made.
 
-A stub resolver stands in for DNS, and a transport that fails the test if
-called proves no connection is attempted: nothing here touches the network.
+Table-driven: every spelling of a private, loopback, link-local or metadata
+address, local names, DNS names that resolve privately, and redirects into
+them.  A stub resolver stands in for DNS and records what it was asked; a
+transport that fails the test if called proves no connection is attempted.
+Nothing here touches the network.  (The browser's route path is exercised
+with real Chromium in tests/integration/test_hostile_pages.py.)
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -16,52 +22,32 @@ from showroom.scraper.urls import Scope, normalize_url
 
 DNS = {
     "public.example": ["93.184.216.34"],
+    "public-v6.example": ["2606:2800:220:1:248:1893:25c8:1946"],
     "internal.example": ["10.0.0.5"],
+    "corp.example": ["172.20.1.1"],
+    "home.example": ["192.168.0.10"],
+    "cgnat.example": ["100.64.1.1"],
+    "loop.example": ["127.0.0.1"],
     "rebind.example": ["93.184.216.34", "127.0.0.1"],  # one private answer is enough to refuse
+    "mixed-v6.example": ["93.184.216.34", "fd12::1"],
     "metadata.example": ["169.254.169.254"],
     "v6-private.example": ["fd00::1"],
+    "v6-linklocal.example": ["fe80::1%eth0"],
+    "nat64.example": ["64:ff9b::a9fe:a9fe"],  # 169.254.169.254 through a NAT64 prefix
 }
 
 
-async def stub_resolver(host: str) -> list[str]:
-    if host not in DNS:
-        raise OSError(f"NXDOMAIN {host}")
-    return DNS[host]
+class StubResolver:
+    """DNS from the table above; remembers every name it was asked about."""
 
+    def __init__(self) -> None:
+        self.asked: list[str] = []
 
-@pytest.mark.parametrize(
-    "host",
-    [
-        "127.0.0.1", "127.1.2.3", "localhost", "0.0.0.0", "10.1.2.3", "172.16.0.1", "192.168.1.1",
-        "169.254.169.254", "100.64.0.1", "224.0.0.1", "::1", "::ffff:127.0.0.1", "fe80::1", "fd00::1",
-        "internal.example", "rebind.example", "metadata.example", "v6-private.example",
-    ],
-)  # fmt: skip
-async def test_private_and_special_addresses_are_refused(host: str) -> None:
-    guard = SsrfGuard(resolver=stub_resolver)
-    with pytest.raises(PermanentFetchError) as err:
-        await guard.check(host)
-    assert err.value.reason in ("ssrf_refused", "dns_error")
-
-
-@pytest.mark.parametrize(
-    ("spelling", "canonical"),
-    [("http://2130706433/", "127.0.0.1"), ("http://0x7f.0.0.1/", "127.0.0.1"), ("http://0177.0.0.1/", "127.0.0.1"),
-     ("http://127.1/", "127.0.0.1"), ("http://[::ffff:7f00:1]/", "::ffff:7f00:1"), ("http://LOCALHOST./", "localhost")],
-)  # fmt: skip
-async def test_loopback_in_every_spelling_is_refused(spelling: str, canonical: str) -> None:
-    """URL parsing normalises decimal, hex and octal IPv4 (as browsers do) before the guard sees the host."""
-    url = normalize_url(spelling)
-    assert url is not None
-    host = httpx.URL(url).host
-    guard = SsrfGuard(resolver=stub_resolver)
-    with pytest.raises(PermanentFetchError):
-        await guard.check(host)
-
-
-async def test_public_addresses_pass_and_the_allow_list_overrides() -> None:
-    await SsrfGuard(resolver=stub_resolver).check("public.example")
-    await SsrfGuard(allow_hosts=["127.0.0.1"], resolver=stub_resolver).check("127.0.0.1")
+    async def __call__(self, host: str) -> list[str]:
+        self.asked.append(host)
+        if host not in DNS:
+            raise OSError(f"NXDOMAIN {host}")
+        return DNS[host]
 
 
 class NoNetwork(httpx.AsyncBaseTransport):
@@ -69,39 +55,172 @@ class NoNetwork(httpx.AsyncBaseTransport):
         raise AssertionError(f"a connection was attempted to {request.url}")
 
 
-class OneRedirect(httpx.AsyncBaseTransport):
-    """A public page that redirects to a private address."""
+# Hosts refused by the address or name alone: the resolver must not even be asked.
+LITERALS = [
+    # private ranges
+    "10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.254", "192.168.1.1", "100.64.0.1", "100.127.255.254",
+    "[fc00::1]", "[fd12:3456::1]",
+    # loopback in every spelling a browser accepts
+    "127.0.0.1", "127.1", "127.0.1", "127.255.255.254", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "0x7f000001",
+    "0x7F.1", "017700000001", "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "0.0.0.0", "0",
+    "[::]",
+    # IPv4 carried in IPv6: NAT64, 6to4, IPv4-compatible
+    "[64:ff9b::7f00:1]", "[64:ff9b::a00:1]", "[2002:7f00:1::]", "[2002:a9fe:a9fe::1]", "[::7f00:1]",
+    # link-local and cloud metadata
+    "169.254.0.1", "169.254.169.254", "0xa9fea9fe", "2852039166", "[fe80::1]", "[fe80::1%25eth0]", "[fd00:ec2::254]",
+    "metadata.google.internal", "metadata.google.internal.", "metadata", "instance-data",
+    # local names, whatever DNS would say
+    "localhost", "localhost.", "LOCALHOST", "LocalHost.", "foo.localhost", "a.b.localhost", "ip6-localhost",
+    "ip6-loopback", "printer.local", "router.home.arpa", "db.internal",
+    # multicast, broadcast, documentation and benchmark ranges
+    "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1", "[ff02::1]", "[2001:db8::1]",
+]  # fmt: skip
 
-    def __init__(self) -> None:
+# DNS names whose answers include a private address: asked of the resolver, refused before connecting.
+PRIVATE_NAMES = [
+    "internal.example", "corp.example", "home.example", "cgnat.example", "loop.example", "rebind.example",
+    "mixed-v6.example", "metadata.example", "v6-private.example", "v6-linklocal.example", "nat64.example",
+]  # fmt: skip
+
+
+def _fetcher(http: httpx.AsyncClient, resolver: StubResolver, **kw: object) -> Fetcher:
+    return Fetcher(http=http, browser=None, guard=SsrfGuard(resolver=resolver, **kw), hints=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", LITERALS)
+async def test_private_and_local_hosts_are_refused_without_dns_or_connection(host: str) -> None:
+    url = f"http://{host}/latest/meta-data/"
+    normal = normalize_url(url)
+    assert normal is not None
+    resolver = StubResolver()
+    async with httpx.AsyncClient(transport=NoNetwork()) as http:
+        with pytest.raises(PermanentFetchError) as err:
+            await _fetcher(http, resolver).http_get(normal, Scope((urlsplit(normal).netloc,)))
+    assert err.value.reason == "ssrf_refused"
+    assert resolver.asked == []
+
+
+@pytest.mark.parametrize("host", PRIVATE_NAMES)
+async def test_names_that_resolve_to_private_addresses_are_refused_before_connecting(host: str) -> None:
+    resolver = StubResolver()
+    async with httpx.AsyncClient(transport=NoNetwork()) as http:
+        with pytest.raises(PermanentFetchError) as err:
+            await _fetcher(http, resolver).http_get(f"http://{host}/", Scope((host,)))
+    assert err.value.reason == "ssrf_refused"
+    assert resolver.asked == [host]
+
+
+async def test_a_name_that_does_not_resolve_is_a_dns_error_not_a_connection() -> None:
+    async with httpx.AsyncClient(transport=NoNetwork()) as http:
+        with pytest.raises(PermanentFetchError, match="dns_error"):
+            await _fetcher(http, StubResolver()).http_get("http://nowhere.example/", Scope(("nowhere.example",)))
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Answers public hosts with ``answer(url)``; any other host fails the test."""
+
+    def __init__(self, answer: dict[str, httpx.Response]) -> None:
+        self.answer = answer
         self.requests: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(str(request.url))
-        if request.url.host == "public.example":
-            return httpx.Response(302, headers={"location": "http://internal.example/admin"})
-        raise AssertionError(f"followed the redirect to {request.url}")
+        if str(request.url) not in self.answer:
+            raise AssertionError(f"connected to {request.url}")
+        return self.answer[str(request.url)]
 
 
-async def test_fetch_is_refused_before_connecting() -> None:
-    async with httpx.AsyncClient(transport=NoNetwork()) as http:
-        fetcher = Fetcher(http=http, browser=None, guard=SsrfGuard(resolver=stub_resolver), hints=None)  # type: ignore[arg-type]
-        with pytest.raises(PermanentFetchError, match="ssrf_refused"):
-            await fetcher.http_get("http://metadata.example/latest/meta-data/", Scope(("metadata.example",)))
-
-
-async def test_redirect_to_a_private_address_is_refused_before_following_it() -> None:
-    transport = OneRedirect()
+async def test_public_hosts_pass_and_the_allow_list_overrides() -> None:
+    ok = httpx.Response(200, headers={"content-type": "text/html"}, text="<p>hello</p>")
+    transport = Recording({"http://public.example/": ok, "http://[2606:2800:220:1:248:1893:25c8:1946]/": ok})
     async with httpx.AsyncClient(transport=transport) as http:
-        guard = SsrfGuard(resolver=stub_resolver)
-        fetcher = Fetcher(http=http, browser=None, guard=guard, hints=None)  # type: ignore[arg-type]
-        scope = Scope(("public.example", "internal.example"))
-        with pytest.raises(PermanentFetchError, match="ssrf_refused"):
-            await fetcher.http_get("http://public.example/", scope)
-    assert transport.requests == ["http://public.example/"]
+        fetched = await _fetcher(http, StubResolver()).http_get("http://public.example/", Scope(("public.example",)))
+        assert fetched.status == 200
+        v6 = "[2606:2800:220:1:248:1893:25c8:1946]"
+        assert (await _fetcher(http, StubResolver()).http_get(f"http://{v6}/", Scope((v6,)))).html
+    await SsrfGuard(resolver=StubResolver()).check("public-v6.example")
+    # The explicit allow-list (tests and the embedded demo use 127.0.0.1) wins, in any spelling of that address.
+    allowed = SsrfGuard(allow_hosts=["127.0.0.1"], resolver=StubResolver())
+    for spelling in ("127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1"):
+        await allowed.check(spelling)
+    await SsrfGuard(allow_hosts=["[::1]"], resolver=StubResolver()).check("::1")
+    # ... but only for what it names.
+    with pytest.raises(PermanentFetchError, match="ssrf_refused"):
+        await allowed.check("127.0.0.2")
+    with pytest.raises(PermanentFetchError, match="ssrf_refused"):
+        await allowed.check("localhost")
 
 
 @pytest.mark.parametrize(
-    "url", ["file:///etc/passwd", "gopher://127.0.0.1:25/", "ftp://public.example/", "data:text/html,hi"]
-)
-def test_non_http_schemes_never_reach_the_frontier(url: str) -> None:
+    "target",
+    ["http://internal.example/admin", "http://127.0.0.1/", "http://2130706433/", "http://[::ffff:127.0.0.1]/",
+     "http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/", "http://localhost./",
+     "http://foo.localhost/", "http://rebind.example/", "/relative-is-fine-but-then-private"],
+)  # fmt: skip
+async def test_a_redirect_into_a_private_address_is_refused_before_following_it(target: str) -> None:
+    """Plain-HTTP redirects are followed one hop at a time, each hop checked before its connection."""
+    private = "http://10.9.8.7/relative-is-fine-but-then-private"
+    answers = {"http://public.example/": httpx.Response(302, headers={"location": target})}
+    if target.startswith("/"):  # a same-host hop first, then a second hop into the private network
+        answers["http://public.example" + target] = httpx.Response(301, headers={"location": private})
+    transport = Recording(answers)
+    hosts = ("public.example", "internal.example", "127.0.0.1", "[::ffff:7f00:1]", "169.254.169.254", "localhost",
+             "metadata.google.internal", "foo.localhost", "rebind.example", "10.9.8.7")  # fmt: skip
+    async with httpx.AsyncClient(transport=transport) as http:
+        with pytest.raises(PermanentFetchError) as err:
+            await _fetcher(http, StubResolver()).http_get("http://public.example/", Scope(hosts))
+    assert err.value.reason == "ssrf_refused"
+    assert transport.requests == list(answers)
+
+
+async def test_a_redirect_out_of_scope_is_refused_before_dns() -> None:
+    resolver = StubResolver()
+    answers = {"http://public.example/": httpx.Response(302, headers={"location": "http://internal.example/"})}
+    async with httpx.AsyncClient(transport=Recording(answers)) as http:
+        with pytest.raises(PermanentFetchError, match="redirect_out_of_scope"):
+            await _fetcher(http, resolver).http_get("http://public.example/", Scope(("public.example",)))
+    assert resolver.asked == ["public.example"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "file://localhost/etc/passwd", "ftp://public.example/", "gopher://127.0.0.1:25/_HELO",
+     "data:text/html,<script>alert(1)</script>", "javascript:fetch('http://10.0.0.1/')", "ws://public.example/",
+     "wss://public.example/", "dict://127.0.0.1:11211/", "ldap://127.0.0.1/", "jar:http://public.example/x!/",
+     "view-source:http://public.example/", "chrome://settings", "about:blank", "blob:http://public.example/1",
+     "mailto:x@public.example", "//public.example/no-scheme", "http:///no-host", "http://public.example:99999/"],
+)  # fmt: skip
+def test_non_http_urls_never_reach_the_frontier_or_a_hop(url: str) -> None:
     assert normalize_url(url) is None
+    if not url.startswith(("data:", "about:", "blob:")):  # the browser loads these from memory, not the network
+        assert not Scope(("public.example", "127.0.0.1", "localhost")).allows(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "normal"),
+    [("http://user:secret@public.example/", "http://public.example/"),
+     ("http://public.example@10.0.0.1/", "http://10.0.0.1/"),  # the host is what follows the last @
+     ("http://PUBLIC.example:80/a", "http://public.example/a"),
+     ("https://public.example:8443/", "https://public.example:8443/")],
+)  # fmt: skip
+def test_credentials_are_dropped_and_the_real_host_is_what_gets_checked(url: str, normal: str) -> None:
+    assert normalize_url(url) == normal
+
+
+@pytest.mark.parametrize("port", [22, 25, 110, 143, 6667, 5060])
+async def test_ports_browsers_refuse_are_never_fetched(port: int) -> None:
+    """SMTP, SSH, IRC and the rest of the Fetch standard's bad ports: not web pages, maybe a cross-protocol attack."""
+    url = f"http://public.example:{port}/"
+    assert normalize_url(url) is None
+    answers = {"http://public.example/": httpx.Response(302, headers={"location": url})}
+    async with httpx.AsyncClient(transport=Recording(answers)) as http:
+        with pytest.raises(PermanentFetchError, match="redirect_refused"):
+            await _fetcher(http, StubResolver()).http_get("http://public.example/", Scope(("public.example",)))
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "gopher://127.0.0.1:70/", "ftp://public.example/x"])
+async def test_a_redirect_to_another_scheme_is_refused(target: str) -> None:
+    answers = {"http://public.example/": httpx.Response(302, headers={"location": target})}
+    async with httpx.AsyncClient(transport=Recording(answers)) as http:
+        with pytest.raises(PermanentFetchError, match="redirect_refused"):
+            await _fetcher(http, StubResolver()).http_get("http://public.example/", Scope(("public.example",)))

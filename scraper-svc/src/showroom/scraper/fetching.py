@@ -27,7 +27,7 @@ from showroom.scraper.adaptive import needs_rendering, url_pattern
 from showroom.scraper.browser import BrowserPool
 from showroom.scraper.errors import PermanentFetchError, TransientFetchError
 from showroom.scraper.ssrf import SsrfGuard
-from showroom.scraper.urls import Scope
+from showroom.scraper.urls import Scope, normalize_url
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,11 @@ class Fetcher:
             try:
                 async with self.http.stream("GET", current, headers=headers, follow_redirects=False) as resp:
                     if resp.is_redirect and "location" in resp.headers:
-                        current = urljoin(current, resp.headers["location"])
+                        location = urljoin(current, resp.headers["location"])
+                        # Normalised like any link, so the next hop's checks see the host a browser would.
+                        if (hop := normalize_url(location)) is None:
+                            raise PermanentFetchError("redirect_refused", f"not an http(s) URL: {location[:200]}")
+                        current = hop
                         continue
                     _raise_for_status(resp)
                     if resp.status_code == 304:

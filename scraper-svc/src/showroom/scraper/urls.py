@@ -42,6 +42,16 @@ TRACKING_PARAMS = frozenset(
     }
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+BAD_PORTS = frozenset(
+    {
+        0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103,
+        104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514,
+        515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723,
+        2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+    }
+)  # fmt: skip
+"""The Fetch standard's "bad ports" (SMTP, SSH, IRC, ...): browsers refuse them, so an HTTP request to one
+is never a web page and may be a cross-protocol attack on the service behind it."""
 
 
 def normalize_url(url: str) -> str | None:
@@ -57,7 +67,9 @@ def normalize_url(url: str) -> str | None:
         port = parts.port
     except ValueError:
         return None
-    host = _canonical_ipv4(parts.hostname.lower()) or parts.hostname.lower()
+    if port in BAD_PORTS:
+        return None
+    host = canonical_host(parts.hostname)
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
@@ -70,7 +82,19 @@ def normalize_url(url: str) -> str | None:
     return canonicalize_url(cleaned, keep_fragments=False)
 
 
-def _canonical_ipv4(host: str) -> str | None:
+def canonical_host(host: str) -> str:
+    """One spelling per host: lower case, no trailing dot, IPv4 numbers as browsers read them, IPv6 compressed
+    (without brackets).  Scope and SSRF checks compare hosts in this form."""
+    host = host.lower().strip("[]").rstrip(".")
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host).compressed
+        except ValueError:
+            return host
+    return canonical_ipv4(host) or host
+
+
+def canonical_ipv4(host: str) -> str | None:
     """Numeric hosts as browsers read them (WHATWG URL): ``0x7f.1``, ``0177.0.0.1`` and ``2130706433`` are all
     ``127.0.0.1``.  Returns None when ``host`` is not such a number, so names are left alone."""
     parts = host.rstrip(".").split(".")
@@ -131,9 +155,10 @@ class Scope:
     def allows_host(self, hostname: str | None) -> bool:
         if not hostname:
             return False
-        hostname = hostname.lower().rstrip(".")
+        hostname = canonical_host(hostname)
         for domain in self.allowed_domains:
-            d = domain.lower().split(":")[0] if not domain.startswith("[") else domain.lower()
+            # A domain may carry a port (``127.0.0.1:8088``); scope is by host.
+            d = canonical_host(domain.split("]")[0] if domain.startswith("[") else domain.split(":")[0])
             if hostname == d or hostname.endswith("." + d):
                 return True
         return False
@@ -145,4 +170,9 @@ class Scope:
             return False
         if parts.scheme in ("data", "blob", "about"):
             return True
+        try:
+            if parts.port in BAD_PORTS:
+                return False
+        except ValueError:
+            return False
         return parts.scheme in _DEFAULT_PORTS and self.allows_host(parts.hostname)
