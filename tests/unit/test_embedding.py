@@ -6,6 +6,7 @@ sentence-transformers + PyTorch (versions recorded in the file) from the same mo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import shutil
@@ -20,6 +21,7 @@ from showroom.indexer.embedding import (
     HashingEmbedder,
     MiniLMEmbedder,
     ModelIntegrityError,
+    QueryEmbeddings,
     load_embedder,
     minilm_model_dir,
 )
@@ -176,3 +178,52 @@ def test_load_embedder(minilm: MiniLMEmbedder) -> None:
         assert isinstance(instance, Embedder)
     with pytest.raises(ValueError, match="hashing, minilm"):
         load_embedder("bert-large")
+
+
+class _CountingEmbedder(HashingEmbedder):
+    """The real hashing embedder, recording each ``embed`` call's texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        self.calls.append(list(texts))
+        return super().embed(texts)
+
+
+async def test_concurrent_queries_share_embedder_calls_and_repeats_are_cached() -> None:
+    embedder = _CountingEmbedder()
+    queries = QueryEmbeddings(cache_size=100)
+    texts = [f"woofer size of the NW-{i}" for i in range(20)]
+    vectors = await asyncio.gather(*(queries.embed(embedder, t) for t in [*texts, texts[0]]))
+    calls = list(embedder.calls)
+    for text, vector in zip([*texts, texts[0]], vectors, strict=True):
+        np.testing.assert_array_equal(vector, embedder.embed_query(text))
+    assert sorted(t for c in calls for t in c) == sorted(texts)  # the duplicate was embedded once
+    assert len(calls) <= 2  # the first query's call, then everything that arrived meanwhile
+
+    before = len(embedder.calls)
+    again = await queries.embed(embedder, texts[5])
+    assert len(embedder.calls) == before  # from the cache
+    np.testing.assert_array_equal(again, vectors[5])
+    assert not again.flags.writeable  # a shared cached vector cannot be changed by one caller
+
+
+async def test_query_cache_is_bounded_and_errors_reach_every_waiter() -> None:
+    embedder = _CountingEmbedder()
+    queries = QueryEmbeddings(cache_size=3)
+    for i in range(5):
+        await queries.embed(embedder, f"query {i}")
+    n = len(embedder.calls)
+    await queries.embed(embedder, "query 0")  # evicted: embedded again
+    assert len(embedder.calls) == n + 1
+
+    class Broken(HashingEmbedder):
+        name = "broken"
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            raise RuntimeError("model unavailable")
+
+    results = await asyncio.gather(*(queries.embed(Broken(), f"q{i}") for i in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)

@@ -32,6 +32,7 @@ files in.  Either way the safetensors file must match :data:`MINILM_SAFETENSORS_
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.resources
 import itertools
@@ -39,6 +40,7 @@ import json
 import math
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ __all__ = [
     "HashingEmbedder",
     "MiniLMEmbedder",
     "ModelIntegrityError",
+    "QueryEmbeddings",
     "load_embedder",
     "minilm_model_dir",
 ]
@@ -453,6 +456,70 @@ class GeminiEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._embed([text], "RETRIEVAL_QUERY")[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Search queries: cached, and embedded together when they arrive together
+# --------------------------------------------------------------------------------------------
+
+
+class QueryEmbeddings:
+    """Query vectors for concurrent searches.  A query seen recently comes from an LRU cache; the
+    others are embedded in batches, one embedder call for every query that arrived meanwhile.
+
+    Why: a query is a ~15-token forward pass whose cost is mostly per-call overhead (six layers of
+    a dozen numpy operations each).  Twenty searches embedding one query each in twenty threads
+    fight over the GIL and the two cores (p95 575 ms at 20 clients, 100k chunks); one call for
+    twenty queries costs little more than one.  There is no waiting for a batch to fill: a query
+    that arrives while a batch is being embedded goes into the next one.  MiniLM packs a batch
+    without padding, so a query's vector does not depend on what shared its batch.
+
+    The embedder is passed per call (the indexer may switch embedders when its collection's alias
+    moves); cache entries and batches are per embedder name.
+    """
+
+    def __init__(self, cache_size: int = 4096, max_batch: int = 64) -> None:
+        self.cache_size = cache_size
+        self.max_batch = max_batch
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._pending: list[tuple[Embedder, str, asyncio.Future[np.ndarray]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def embed(self, embedder: Embedder, text: str) -> np.ndarray:
+        key = (embedder.name, text)
+        if (vector := self._cache.get(key)) is not None:
+            self._cache.move_to_end(key)
+            return vector
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append((embedder, text, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="query-embeddings")
+        return await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            embedder = self._pending[0][0]
+            batch = [p for p in self._pending if p[0] is embedder][: self.max_batch]
+            taken = {id(p[2]) for p in batch}
+            self._pending = [p for p in self._pending if id(p[2]) not in taken]
+            texts = list(dict.fromkeys(text for _, text, _ in batch))
+            try:
+                # numpy's matmuls release the GIL: the event loop keeps serving meanwhile.
+                vectors = await asyncio.to_thread(embedder.embed, texts)
+            except Exception as exc:  # every waiter learns of it
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            by_text = dict(zip(texts, vectors, strict=True))
+            for text, vector in by_text.items():
+                vector.setflags(write=False)  # shared by every caller that asks the same
+                self._cache[(embedder.name, text)] = vector
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            for _, text, future in batch:
+                if not future.done():
+                    future.set_result(by_text[text])
 
 
 # --------------------------------------------------------------------------------------------

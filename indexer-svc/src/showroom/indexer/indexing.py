@@ -30,7 +30,7 @@ from showroom.common.events import (
     SearchResponse,
 )
 from showroom.indexer.chunking import CHUNKER_VERSION, Chunk, chunk_page
-from showroom.indexer.embedding import Embedder
+from showroom.indexer.embedding import Embedder, QueryEmbeddings
 from showroom.indexer.sparse import Bm25Encoder
 from showroom.indexer.store import ChunkStore, ProductQuery, SearchFilter
 
@@ -107,6 +107,7 @@ class Indexer:
         self.max_wait_s = max_wait_ms / 1000
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._queries = QueryEmbeddings()  # concurrent searches share query-embedding calls
 
     # -- indexing ---------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@ class Indexer:
     # -- search -----------------------------------------------------------------------------
 
     async def search(self, request: SearchRequest) -> SearchResponse:
-        dense = await asyncio.to_thread(self.embedder.embed_query, request.query)
+        dense = await self._queries.embed(self.embedder, request.query)
         sparse = self.sparse.embed_query(request.query)
         flt = SearchFilter(brand=request.brand, category=(request.category or "").lower() or None, url=request.url)
         points = await self.store.search(dense, sparse, request.top_k, flt)
