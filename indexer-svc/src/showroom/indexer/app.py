@@ -35,7 +35,7 @@ _deps: dict[str, Indexer] = {}
     stream=JStream(Streams.PAGES.name, declare=False),
     durable=Durables.INDEXER_PAGES,
     pull_sub=PullSub(batch_size=settings.index_concurrency, timeout=5),
-    config=ConsumerConfig(max_deliver=5, ack_wait=120, max_ack_pending=256),
+    config=ConsumerConfig(max_deliver=5, ack_wait=settings.index_ack_wait_s, max_ack_pending=256),
     ack_policy=AckPolicy.NACK_ON_ERROR,
     # Several pages in flight at once share the indexer's embedding micro-batches.
     max_workers=settings.index_concurrency,

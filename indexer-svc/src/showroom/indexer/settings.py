@@ -49,4 +49,8 @@ class IndexerSettings(ServiceSettings):
     index_concurrency: int = 16
     """Page events in flight at once (they share embedding batches)."""
 
+    index_ack_wait_s: float = 120.0
+    """A page event not acked within this time (its indexer died) is redelivered; must exceed the
+    slowest micro-batch a page can wait through (``index_concurrency`` pages' chunks)."""
+
     search_concurrency: int = 32

@@ -95,7 +95,7 @@ async def on_fetch_task_high(msg: NatsMessage) -> None:
     await _fetch(msg)
 
 
-_ORDERED = ConsumerConfig(max_ack_pending=1, max_deliver=-1, ack_wait=30)
+_ORDERED = ConsumerConfig(max_ack_pending=1, max_deliver=-1, ack_wait=settings.tracker_ack_wait_s)
 _PAGE_EVENTS = {"page.scraped.": PageScraped, "page.unchanged.": PageUnchanged, "page.failed.": PageFailed}
 
 

@@ -38,6 +38,10 @@ class ScraperSettings(ServiceSettings):
     task_ack_wait_s: float = 60.0
     """A task not acked within this time (its scraper died) goes to another scraper; must exceed the slowest page."""
 
+    tracker_ack_wait_s: float = 10.0
+    """The crawl tracker reads PAGES and INDEX one event at a time; an event held by a scraper that died
+    blocks every crawl's tracking until it is redelivered, so this is short (applying one is a KV write)."""
+
     retry_base_s: float = 1.0
     """First retry delay; doubles each attempt, with jitter."""
 
