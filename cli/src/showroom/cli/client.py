@@ -43,6 +43,16 @@ class GatewayClient:
         body = {"brand": brand, "start_urls": start_urls, **spec}
         return str((await self._call("POST", "/v1/crawls", json=body))["crawl_id"])
 
+    async def brands(self) -> list[dict[str, Any]]:
+        return list(await self._call("GET", "/v1/brands"))
+
+    async def brand(self, brand: str) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/v1/brands/{brand}"))
+
+    async def crawl_brand(self, brand: str) -> str:
+        """Crawl a registered brand now; :class:`GatewayError` 409 while its last crawl is still going."""
+        return str((await self._call("POST", f"/v1/brands/{brand}/crawl"))["crawl_id"])
+
     async def status(self, crawl_id: str) -> dict[str, Any]:
         return dict(await self._call("GET", f"/v1/crawls/{crawl_id}"))
 

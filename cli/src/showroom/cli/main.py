@@ -13,10 +13,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from showroom.cli import extract_cmd, grafana_cmd
 from showroom.cli.client import GatewayClient, GatewayError
-from showroom.cli.stack import PORTAL_BRAND, Stack, StackConfig
+from showroom.cli.stack import Stack, StackConfig
 
 app = typer.Typer(help="Showroom: cited answers about music-equipment products, from the brands' own sites.")
 console = Console()
@@ -102,11 +103,21 @@ def demo_question() -> tuple[str, str]:
     return f"What is the {key.lower()} of the {p.name}?", p.brand_slug
 
 
-async def _up(ask: bool, crawl: bool) -> None:
-    from showroom.demo_site import catalog
+async def crawl_registered(client: GatewayClient, brand: str) -> str:
+    """Crawl a registered brand now; if its last crawl is still going (409), that crawl."""
+    try:
+        return await client.crawl_brand(brand)
+    except GatewayError as exc:
+        last = (await client.brand(brand))["last_crawl"] if exc.status == 409 else None
+        if last is None or last["status"] in FINAL:
+            raise
+        return str(last["crawl_id"])
 
+
+async def _up(ask: bool, crawl: bool) -> None:
     key = _dev_key()
-    config = StackConfig(root=VAR.resolve(), api_key=key)
+    # The scheduler re-crawls the registry's brands hourly; without --crawl, nothing is crawled.
+    config = StackConfig(root=VAR.resolve(), api_key=key, scheduler=crawl)
     stack = Stack(config)
     console.print("[bold]Starting Showroom[/bold] (nats-server, demo brand sites, 5 services)…")
     async with stack:
@@ -115,14 +126,11 @@ async def _up(ask: bool, crawl: bool) -> None:
         console.print(f"  NATS      {config.nats_url}   monitor http://127.0.0.1:{config.nats_monitor_port}")
         console.print(f"  metrics   http://127.0.0.1:{config.ports['metrics']}/metrics   logs {stack.logs}")
         console.print(f"  demo site {config.demo_url}/")
-        names = {b.slug: b.name for b in catalog()} | {PORTAL_BRAND: "Demo portal"}
         async with GatewayClient(config.gateway_url, key) as client:
             if crawl:
-                crawls: dict[str, str] = {}
-                for brand, spec in config.demo_crawl_specs().items():
-                    cid = await client.crawl(brand, **spec)  # type: ignore[arg-type]
-                    crawls[cid] = names[brand]
-                await watch(client, crawls)
+                # The demo's brand registry (demo-site's brands.toml), as the gateway loaded it.
+                registered = [b for b in await client.brands() if b["enabled"]]
+                await watch(client, {await crawl_registered(client, b["brand"]): b["name"] for b in registered})
             if ask:
                 question, brand = demo_question()
                 print_answer(await client.ask(question, brand=brand))
@@ -202,6 +210,46 @@ def ask(
     _run(run())
 
 
+brands_app = typer.Typer(help="The brand registry: what is crawled, how, and how often.")
+
+
+@brands_app.callback(invoke_without_command=True)
+def brands(ctx: typer.Context) -> None:
+    """List the registered brands, their schedules and last crawls."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def run() -> None:
+        async with _client() as client:
+            table = Table("brand", "name", "every", "last crawl", "status", "next due")
+            for b in await client.brands():
+                last = b["last_crawl"] or {}
+                every = b["recrawl_interval"] or "manual"
+                table.add_row(b["brand"], b["name"], every if b["enabled"] else "disabled", last.get("crawl_id", ""),
+                              last.get("status", ""), b["state"]["next_due_at"] or "")  # fmt: skip
+            console.print(table)
+
+    _run(run())
+
+
+@brands_app.command("crawl")
+def brands_crawl(
+    brand: str, wait: Annotated[bool, typer.Option(help="Show progress until the crawl finishes.")] = True
+) -> None:
+    """Crawl a registered brand now, as the registry defines it."""
+
+    async def run() -> None:
+        async with _client() as client:
+            cid = await client.crawl_brand(brand)
+            console.print(f"crawl {cid} queued")
+            if wait:
+                st = (await watch(client, {cid: brand}))[cid]
+                console.print_json(data=st["counts"])
+
+    _run(run())
+
+
+app.add_typer(brands_app, name="brands")
 app.command("extract")(extract_cmd.extract)
 app.add_typer(grafana_cmd.app, name="grafana")
 

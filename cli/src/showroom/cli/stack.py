@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -19,14 +18,20 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import httpx
+
+from showroom.common.brands import load_registry
 
 log = logging.getLogger(__name__)
 
 PORTAL_BRAND = "portal"
 """The demo distributor's own pages (the site's landing page), crawled beside the brands."""
+
+DEMO_REGISTRY = Path(str(files("showroom.demo_site") / "brands.toml"))
+"""The demo's brand registry; the gateway of an embedded stack with the demo site loads it."""
 
 SERVICES = ("gateway", "scraper", "indexer", "rag", "metrics")
 MODULES = {
@@ -74,6 +79,9 @@ class StackConfig:
     scraper_concurrency: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     with_demo: bool = True
+    scheduler: bool = False
+    """Re-crawl the registry's brands on their intervals.  Off unless asked (``showroom up`` asks),
+    so tests and benchmarks run only the crawls they start."""
 
     @classmethod
     def ephemeral(cls, root: Path, api_key: str, **kw: object) -> StackConfig:
@@ -100,32 +108,16 @@ class StackConfig:
     def demo_url(self) -> str:
         return f"http://{self.demo_host}:{self.demo_port}"
 
+    def registry_env(self) -> dict[str, str]:
+        """The variables the demo registry (:data:`DEMO_REGISTRY`) refers to."""
+        return {"DEMO_URL": self.demo_url, "DEMO_HOST_CONCURRENCY": str(self.scraper_concurrency)}
+
     def demo_crawl_specs(self) -> dict[str, dict[str, object]]:
-        """The demo's crawls: one per brand, scoped to its path prefix, plus the distributor's portal page.
+        """The demo's crawls as in its brand registry, by brand: bodies for POST /v1/crawls without the brand.
 
-        The demo site hosts both brands on one host, so a brand's crawl starts
-        at its home and stays under its prefix; the portal (``/``) belongs to
-        neither and gets its own one-page crawl, so every allowed page is indexed.
+        One per demo brand, scoped to its path prefix, plus the distributor's portal page.
         """
-        from showroom.demo_site import catalog
-
-        site = re.escape(self.demo_url)
-        # Our own local site: no need for the polite defaults meant for brands' servers.
-        local = {"host_concurrency": self.scraper_concurrency, "host_delay_ms": 0}
-        specs: dict[str, dict[str, object]] = {
-            b.slug: {
-                "start_urls": [f"{self.demo_url}/{b.slug}/"],
-                "include": [f"^{site}/{b.slug}/"],
-                "max_pages": 1000,
-                "max_depth": 10,
-                **local,
-            }
-            for b in catalog()
-        }
-        specs[PORTAL_BRAND] = {
-            "start_urls": [f"{self.demo_url}/"], "include": [f"^{site}/$"], "use_sitemaps": False, **local,
-        }  # fmt: skip
-        return specs
+        return {slug: d.crawl_options() for slug, d in load_registry(DEMO_REGISTRY, self.registry_env()).items()}
 
     def service_env(self, service: str) -> dict[str, str]:
         """The environment one service gets — the same names compose and k8s set."""
@@ -136,6 +128,10 @@ class StackConfig:
             "SHOWROOM_LOG_LEVEL": "INFO",
         }
         if service == "gateway":
+            env["SHOWROOM_SCHEDULER_ENABLED"] = str(self.scheduler).lower()
+            if self.with_demo:
+                env["SHOWROOM_BRANDS_FILE"] = str(DEMO_REGISTRY)
+                env |= self.registry_env()
             env["SHOWROOM_API_KEYS"] = f'["{self.api_key}"]'
         elif service == "scraper":
             env["SHOWROOM_SSRF_ALLOW_HOSTS"] = f'["{self.demo_host}"]'

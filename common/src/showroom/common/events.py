@@ -77,12 +77,11 @@ class CrawlStatus(StrEnum):
         return self in (CrawlStatus.COMPLETED, CrawlStatus.FAILED, CrawlStatus.CANCELLED)
 
 
-class CrawlSpec(BaseModel):
-    """What a user asks to crawl."""
+class CrawlOptions(BaseModel):
+    """How to crawl a site: a :class:`CrawlSpec` without its brand (the brand registry keeps these per brand)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    brand: str = Field(pattern=BRAND_PATTERN, description="Brand slug, e.g. `krk`.")
     start_urls: list[HttpUrl] = Field(min_length=1, max_length=100)
     allowed_domains: list[str] = Field(
         default_factory=list,
@@ -125,6 +124,12 @@ class CrawlSpec(BaseModel):
             except re.error as exc:
                 raise ValueError(f"invalid regex {p!r}: {exc}") from exc
         return patterns
+
+
+class CrawlSpec(CrawlOptions):
+    """What a user asks to crawl."""
+
+    brand: str = Field(pattern=BRAND_PATTERN, description="Brand slug, e.g. `krk`.")
 
 
 class CrawlRequested(Event):

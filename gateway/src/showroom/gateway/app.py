@@ -20,23 +20,22 @@ from fastapi.responses import JSONResponse
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from showroom.common.bus import bind_trace, kv_get, kv_update, make_broker, publish_event
+from showroom.common.bus import kv_get, kv_update, make_broker, publish_event
 from showroom.common.crawls import CrawlCounts, CrawlState
 from showroom.common.events import (
     CrawlCancelled,
     CrawlFinished,
-    CrawlRequested,
     CrawlSpec,
     CrawlStatus,
-    new_id,
     utcnow,
 )
 from showroom.common.inflight import inflight_total
-from showroom.common.telemetry import trace_id_var
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.answers import router as answers_router
 from showroom.gateway.auth import Scope, require_scope
 from showroom.gateway.brands import router as brands_router
+from showroom.gateway.brands import run_brands
+from showroom.gateway.crawls import CrawlAccepted, start_crawl
 from showroom.gateway.dlq import router as dlq_router
 from showroom.gateway.lineage import router as lineage_router
 from showroom.gateway.products import router as products_router
@@ -46,12 +45,6 @@ from showroom.gateway.system import instrument
 from showroom.gateway.system import router as system_router
 
 log = logging.getLogger(__name__)
-
-
-class CrawlAccepted(BaseModel):
-    crawl_id: str
-    status: CrawlStatus
-    status_url: str
 
 
 class CrawlProgress(CrawlCounts):
@@ -81,14 +74,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     state: dict[str, KeyValue] = {}
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         await broker.start()
         js = broker.config.connection_state.stream
         await ensure_topology(js, replicas=settings.stream_replicas)
         state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
         state["inflight"] = await js.key_value(Buckets.INFLIGHT.name)
         try:
-            yield
+            async with run_brands(app_, broker, settings):
+                yield
         finally:
             await broker.stop()
 
@@ -139,21 +133,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     async def create_crawl(spec: CrawlSpec, request: Request) -> CrawlAccepted:
         """Queue a crawl of one brand's site."""
-        if not spec.allowed_domains:
-            spec.allowed_domains = sorted({u.host for u in spec.start_urls if u.host})
-        # The request's trace id (see system.instrument) follows the crawl through every event.
-        event = CrawlRequested(crawl_id=new_id(), spec=spec, trace_id=trace_id_var.get() or new_id())
-        bind_trace(event)
-        record = CrawlState(crawl_id=event.crawl_id, brand=spec.brand, spec=spec, trace_id=event.trace_id)
-        await state["crawls"].create(event.crawl_id, record.model_dump_json().encode())
-        await publish_event(
-            broker,
-            event,
-            Subjects.crawl_requested(spec.brand),
-            stream=Streams.CRAWLS.name,
-            msg_id=event.event_id,
-        )
-        log.info("crawl %s queued for %s", event.crawl_id, spec.brand)
+        event = await start_crawl(broker, state["crawls"], spec)
         return CrawlAccepted(
             crawl_id=event.crawl_id,
             status=CrawlStatus.QUEUED,

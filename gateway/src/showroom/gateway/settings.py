@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, model_validator
 
 from showroom.common.settings import ServiceSettings
@@ -18,6 +20,20 @@ class GatewaySettings(ServiceSettings):
 
     ask_timeout_s: float = 60.0
     """How long POST /v1/ask waits for rag-svc (Gemini included)."""
+
+    brands_file: Path | None = None
+    """A TOML brand registry applied to the ``brands`` bucket at start: brands that are new, or whose
+    entry changed since it was last applied (edits made through /v1/brands last until then).
+    ``${NAME}`` in its values comes from the environment.  See ``showroom.common.brands``."""
+
+    scheduler_enabled: bool = True
+    """Re-crawl registered brands on their ``recrawl_interval`` (every replica may; they coordinate)."""
+
+    scheduler_tick_s: float = Field(default=5.0, gt=0)
+    """How often the scheduler looks for due brands."""
+
+    scheduler_brand_delay_s: float = Field(default=60.0, ge=0)
+    """Least time between two scheduled crawl starts, over all brands and replicas."""
 
     @model_validator(mode="after")
     def _require_keys_outside_development(self) -> GatewaySettings:
