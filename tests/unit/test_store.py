@@ -174,3 +174,23 @@ async def test_micro_batches_share_one_embedding_call(store: ChunkStore) -> None
     assert [r.url for r in results] == [f"http://s/{i}" for i in range(10)]
     assert sum(calls) == 10 and len(calls) <= 2
     await indexer.close()
+
+
+async def test_a_reopened_edge_store_serves_concurrent_first_searches(tmp_path: Path) -> None:
+    # A restarted indexer-svc opens its shard on the first search; a burst of first searches
+    # must open it once (Qdrant Edge locks the WAL: a second open fails).
+    first = make_store("edge", tmp_path)
+    await first.ensure_collection("hashing-v1", 64)
+    embedder = HashingEmbedder(64)
+    await Indexer(first, embedder, 60).index_pages([page("http://s/a", "# A\n\nalpha beta gamma delta.")])
+    await first.close()
+    del first
+
+    reopened = make_store("edge", tmp_path)
+    await reopened.ensure_collection("hashing-v1", 64)
+    indexer = Indexer(reopened, embedder, 60)
+    import asyncio
+
+    results = await asyncio.gather(*(indexer.search(SearchRequest(query="alpha", top_k=3)) for _ in range(20)))
+    assert all(r.hits and r.hits[0].url == "http://s/a" for r in results)
+    await reopened.close()

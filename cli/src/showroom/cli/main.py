@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from showroom.cli import extract_cmd, grafana_cmd
+from showroom.cli import extract_cmd, grafana_cmd, keys_cmd
 from showroom.cli.client import GatewayClient, GatewayError
 from showroom.cli.stack import Stack, StackConfig
 
@@ -252,6 +252,7 @@ def brands_crawl(
 app.add_typer(brands_app, name="brands")
 app.command("extract")(extract_cmd.extract)
 app.add_typer(grafana_cmd.app, name="grafana")
+app.add_typer(keys_cmd.app, name="keys")
 
 
 def _run(coro: Any) -> None:

@@ -234,6 +234,9 @@ class EdgeChunkStore(ChunkStore):
         self.base = Path(root) / collection
         self.base.mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, Any] = {}
+        # One open per shard: Qdrant Edge locks a shard's WAL, so two concurrent first searches
+        # that both tried to load it would see the second fail ("Can't init WAL: WouldBlock").
+        self._opening = asyncio.Lock()
         self._optimized_at: dict[str, int] = {}
 
     # versions
@@ -284,9 +287,12 @@ class EdgeChunkStore(ChunkStore):
             raise RuntimeError(f"collection {self.collection!r} has no version yet: call ensure_collection()")
         shard = self._shards.get(version)
         if shard is None:
-            shard = self._shards[version] = await asyncio.to_thread(
-                self.q.EdgeShard.load, str(self.base / version / "shard")
-            )
+            async with self._opening:
+                shard = self._shards.get(version)
+                if shard is None:
+                    shard = self._shards[version] = await asyncio.to_thread(
+                        self.q.EdgeShard.load, str(self.base / version / "shard")
+                    )
         return shard
 
     # data
