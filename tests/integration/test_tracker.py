@@ -10,6 +10,7 @@ from nats.aio.client import Client
 
 from showroom.common.bus import kv_get
 from showroom.common.crawls import CrawlState
+from showroom.common.errors import UnknownCrawl
 from showroom.common.events import CrawlSpec, CrawlStatus, PageFailed, PageIndexed, PageScraped, new_id, utcnow
 from showroom.common.topology import ensure_topology
 from showroom.scraper.tracker import CrawlTracker
@@ -81,6 +82,11 @@ async def test_crawl_waits_for_indexing_before_completing(tracker) -> None:  # t
     assert state is not None and state.status is CrawlStatus.COMPLETED
 
 
-async def test_events_of_unknown_crawls_are_ignored(tracker) -> None:  # type: ignore[no-untyped-def]
-    t, _ = tracker
-    assert await t.on_page(_scraped("nope", "https://krk.example/", []), seq=30) is None
+async def test_events_of_unknown_crawls_are_refused_with_the_reason(tracker) -> None:  # type: ignore[no-untyped-def]
+    """The consumer dead-letters them (see test_bus_fuzz); nothing is counted anywhere."""
+    t, crawls = tracker
+    with pytest.raises(UnknownCrawl, match="unknown crawl 'nope'"):
+        await t.on_page(_scraped("nope", "https://krk.example/", []), seq=30)
+    with pytest.raises(UnknownCrawl):
+        await t.on_indexed(_indexed("nope", "https://krk.example/"), seq=31)
+    assert (await kv_get(crawls, "nope", CrawlState))[0] is None

@@ -43,6 +43,12 @@ MODULES = {
 }
 
 
+NATS_CONF = "max_payload: 2MB\n"
+"""Above the services' SHOWROOM_MAX_EVENT_BYTES (1 MiB): an oversized event is still stored, so the consumer
+dead-letters it with the reason instead of the producer failing, and a dead letter carrying a whole
+1 MiB event (JSON-escaped) fits."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -173,8 +179,11 @@ class Stack:
     async def start_nats(self) -> None:
         store = self.config.root / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
+        conf = self.config.root / "nats.conf"
+        conf.write_text(NATS_CONF)
         cmd = [
             nats_server_binary(),
+            "-c", str(conf),
             "-a", "127.0.0.1",
             "-p", str(self.config.nats_port),
             "-m", str(self.config.nats_monitor_port),

@@ -1,4 +1,4 @@
-"""Helpers every service uses to talk to JetStream: publishing events and KV read-modify-write."""
+"""Helpers every service uses to talk to JetStream: publishing, reading with dead letters, KV read-modify-write."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from faststream.exceptions import HandlerException, NackMessage
 from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from showroom.common.events import DeadLetter, Event
+from showroom.common.errors import PermanentError
+from showroom.common.events import DeadLetter, Event, new_id
 from showroom.common.telemetry import trace_id_var
 from showroom.common.topology import Streams, Subjects
 
@@ -83,42 +87,134 @@ async def publish_event(
 
 
 E = TypeVar("E", bound=Event)
+Handler = Callable[[NatsMessage], Awaitable[None]]
+
+REDRIVE_FOR_HEADER = "Showroom-Redrive-For"
+"""Set on a re-driven message: only the named service's consumer handles it; the others on the same stream
+skip it (they processed the original already)."""
+
+LETTER_PAYLOAD_WHEN_TOO_BIG = 4096
+"""A letter whose whole payload nats-server refuses keeps only this much of it (and says it is truncated)."""
 
 
-async def decode_or_dead_letter(broker: NatsBroker, msg: NatsMessage, model: type[E], service: str) -> E | None:
-    """The message as ``model``; or, when it can never be processed, a dead letter with the reason and ``None``.
+def backoff_s(deliveries: int) -> float:
+    """Delay before the next delivery after a transient failure: 0.5 s, doubling, at most 30 s."""
+    return min(0.5 * 2 ** max(deliveries - 1, 0), 30.0)
 
-    Poison messages (unparseable, invalid, or written by a newer schema than
-    this code reads) must not be redelivered forever nor silently dropped:
-    they go to ``dlq.<service>`` where they can be inspected and re-driven.
-    """
-    raw = msg.raw_message
-    body = raw.data or b""
-    reason = None
+
+def deliveries_of(raw: Msg) -> int:
     try:
-        event = model.model_validate_json(body)
-    except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
-        reason = f"invalid {model.__name__}: {first.get('msg')} at {'.'.join(map(str, first.get('loc', ())))}"
-    else:
-        if event.schema_version <= model.SCHEMA_VERSION:
-            return event
-        reason = f"unsupported schema_version {event.schema_version} (reads up to {model.SCHEMA_VERSION})"
-    try:
-        deliveries = raw.metadata.num_delivered
+        return int(raw.metadata.num_delivered or 1)
     except Exception:  # not a JetStream message (core request/reply)
-        deliveries = 1
+        return 1
+
+
+def describe_invalid(exc: ValidationError, model: type[BaseModel]) -> str:
+    """A validation error as one line: the first problem and where it is."""
+    first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
+    where = ".".join(map(str, first.get("loc", ())))
+    return f"invalid {model.__name__}: {first.get('msg')}" + (f" at {where}" if where else "")
+
+
+def decode(msg: NatsMessage, model: type[E]) -> E:
+    """The message's body as ``model`` (older schema versions upgraded, see ``events``).
+
+    Raises :class:`PermanentError` with the reason when it can never be read:
+    malformed JSON, wrong fields, or a schema version newer than this code.
+    """
+    try:
+        return model.model_validate_json(msg.raw_message.data or b"")
+    except ValidationError as exc:
+        raise PermanentError(describe_invalid(exc, model)) from exc
+
+
+async def dead_letter(
+    broker: NatsBroker, raw: Msg, service: str, reason: str, *, deliveries: int | None = None
+) -> None:
+    """Keep ``raw`` in ``dlq.<service>`` with the reason, so it can be inspected and re-driven.
+
+    The letter's message id is the original's stream and sequence: dead-lettering the same
+    message twice (a crash before the ack) stores one letter.
+    """
+    body = raw.data or b""
+    headers = dict(raw.headers or {})
+    try:
+        stream, seq = raw.metadata.stream, raw.metadata.sequence.stream
+    except Exception:  # not a JetStream message
+        stream, seq = None, None
     letter = DeadLetter(
         service=service,
         subject=raw.subject,
-        reason=reason[:500],
-        deliveries=deliveries or 1,
-        payload=body[:64_000].decode(errors="replace"),
-        headers={k: v for k, v in (raw.headers or {}).items() if k != MSG_ID_HEADER},
+        stream=stream,
+        stream_seq=seq,
+        reason=reason[:1000],
+        deliveries=deliveries or deliveries_of(raw),
+        payload=body.decode(errors="replace"),
+        headers={k: v for k, v in headers.items() if k != MSG_ID_HEADER},
+        trace_id=headers.get(TRACE_HEADER) or new_id(),
     )
-    await publish_event(broker, letter, Subjects.dlq(service), stream=Streams.DLQ.name)
-    log.warning("dead-lettered a message on %s: %s", raw.subject, reason)
-    return None
+    msg_id = f"{service}.{stream}.{seq}" if seq else None
+    try:
+        await publish_event(broker, letter, Subjects.dlq(service), stream=Streams.DLQ.name, msg_id=msg_id)
+    except MaxPayloadError:
+        # The payload alone is near the server's limit: keep its head, enough to see what it was.
+        head = body[:LETTER_PAYLOAD_WHEN_TOO_BIG].decode(errors="replace")
+        letter = letter.model_copy(update={"payload": head, "truncated": True})
+        await publish_event(broker, letter, Subjects.dlq(service), stream=Streams.DLQ.name, msg_id=msg_id)
+    log.warning("dead-lettered %s (%s #%s): %s", raw.subject, stream, seq, reason)
+
+
+def dead_letters(broker: NatsBroker, service: str, *, max_deliver: int, max_bytes: int) -> Callable[[Handler], Handler]:
+    """Guard a JetStream handler so that no message is dropped silently nor blocks its stream.
+
+    Use it under ``@broker.subscriber(..., ack_policy=AckPolicy.NACK_ON_ERROR,
+    config=ConsumerConfig(max_deliver=N))`` with the same ``N`` (``-1``: no limit).
+    The handler takes the raw ``NatsMessage`` and reads it with :func:`decode`.
+
+    - bodies over ``max_bytes`` are dead-lettered unread ("oversized");
+    - :class:`PermanentError` (and ``ValidationError``): dead-letter at once with the reason, ack;
+    - FastStream's own ``NackMessage``/``AckMessage``/``RejectMessage`` pass through: the handler decided;
+    - anything else is transient: NAK with backoff; on the last allowed delivery, dead-letter it
+      with the reason and the delivery count, then ack.  Without this, JetStream stops
+      redelivering after ``max_deliver`` and the message is lost without a word.
+
+    A re-driven message (``Showroom-Redrive-For`` header) is handled only by the service it
+    was re-driven for.
+    """
+
+    def wrap(handler: Handler) -> Handler:
+        async def guarded(msg: NatsMessage) -> None:
+            raw = msg.raw_message
+            redrive_for = (raw.headers or {}).get(REDRIVE_FOR_HEADER)
+            if redrive_for and redrive_for != service:
+                return
+            size = len(raw.data or b"")
+            if size > max_bytes:
+                reason = f"oversized: {size} bytes (this service reads up to {max_bytes})"
+                await dead_letter(broker, raw, service, reason)
+                return
+            try:
+                await handler(msg)
+            except HandlerException:
+                raise
+            except (PermanentError, ValidationError) as exc:
+                reason = describe_invalid(exc, BaseModel) if isinstance(exc, ValidationError) else str(exc)
+                await dead_letter(broker, raw, service, reason or type(exc).__name__)
+            except Exception as exc:
+                n = deliveries_of(raw)
+                if 0 < max_deliver <= n:
+                    reason = f"gave up after {n} deliveries: {type(exc).__name__}: {exc}"
+                    await dead_letter(broker, raw, service, reason, deliveries=n)
+                    return
+                log.warning("%s failed on delivery %d of %s; retrying", raw.subject, n, max_deliver, exc_info=True)
+                raise NackMessage(delay=backoff_s(n)) from exc
+
+        # Not functools.wraps: FastStream must see this wrapper's (msg: NatsMessage) signature.
+        guarded.__name__, guarded.__qualname__ = handler.__name__, handler.__qualname__
+        guarded.__doc__, guarded.__module__ = handler.__doc__, handler.__module__
+        return guarded
+
+    return wrap
 
 
 def bind_trace(event: Event) -> None:

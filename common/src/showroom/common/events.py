@@ -6,8 +6,23 @@ envelope lets any consumer deduplicate (``event_id``), follow a crawl through
 every service (``trace_id``) and reject or upgrade payloads written by another
 version of the code (``schema_version``).
 
-Bumping a model's schema means: add a new ``SCHEMA_VERSION`` and teach the
-model to read the previous one (see ``Event.model_validate_event``).
+Schema evolution.  A producer always writes its model's current
+``SCHEMA_VERSION``; a consumer reads that version and every older one, and
+dead-letters a newer one (it cannot know what the new fields mean).  To bump
+a model's schema:
+
+1. raise its ``SCHEMA_VERSION`` and the ``schema_version`` field's default with it
+   (a subclass whose two disagree fails at import);
+2. override :meth:`Event.upgrade_from` to turn a payload of the previous version
+   into the new one (add the new field's value for old events, rename, ...).
+   Validation applies the steps one by one (v1 → v2 → v3), so every stored
+   event stays readable, however old;
+3. keep a real stored event of the old version as a test fixture
+   (``tests/fixtures/``) and test that the consumers still process it.
+
+Adding an optional field with a default needs no bump: older consumers
+ignore unknown fields (``extra="ignore"``).  A bump is for changes whose
+meaning an old payload cannot express by omission.
 """
 
 from __future__ import annotations
@@ -18,7 +33,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 BRAND_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """Brand slugs become NATS subject tokens, so they must not contain dots, spaces or wildcards."""
@@ -51,6 +66,35 @@ class Event(BaseModel):
     occurred_at: datetime = Field(default_factory=utcnow)
     crawl_id: str | None = None
     trace_id: str = Field(default_factory=new_id, description="Follows one crawl or question end to end.")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.model_fields["schema_version"].default != cls.SCHEMA_VERSION:
+            raise TypeError(f"{cls.__name__}: schema_version's default must be SCHEMA_VERSION ({cls.SCHEMA_VERSION})")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_older_versions(cls, data: Any) -> Any:
+        """Upgrade a payload written by an older schema, step by step; refuse a newer one."""
+        if not isinstance(data, dict) or "schema_version" not in data:
+            return data  # built in code: the current version
+        version = data["schema_version"]
+        if type(version) is not int:
+            return data  # the field's own validation says what is wrong
+        if version > cls.SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported schema_version {version}: this code reads {cls.__name__} up to {cls.SCHEMA_VERSION}"
+            )
+        while version < cls.SCHEMA_VERSION:
+            data = {**cls.upgrade_from(version, dict(data)), "schema_version": version + 1}
+            version += 1
+        return data
+
+    @classmethod
+    def upgrade_from(cls, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """``data``, written by schema ``version``, as schema ``version + 1``.  Override when bumping."""
+        return data
 
 
 class RenderMode(StrEnum):
@@ -186,7 +230,15 @@ class Product(BaseModel):
 
 
 class PageScraped(Event):
+    """A page fetched with new content.
+
+    Schema 2 added ``html_key``.  Version 1 scrapers always archived the raw HTML
+    under its content hash (best effort), so a v1 event reads as ``html_key = content_hash``.
+    """
+
     EVENT_TYPE: ClassVar[str] = "page.scraped"
+    SCHEMA_VERSION: ClassVar[int] = 2
+    schema_version: int = 2
     crawl_id: str
     brand: str
     url: str
@@ -207,6 +259,16 @@ class PageScraped(Event):
     )
     fetched_by: str | None = Field(default=None, description="The scraper instance that fetched it.")
     skipped_links: int = Field(default=0, description="Links first seen here and skipped (robots, depth, budget).")
+    html_key: str | None = Field(
+        default=None,
+        description="Key of the raw HTML in the `html` object store; None when it could not be archived.",
+    )
+
+    @classmethod
+    def upgrade_from(cls, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        if version == 1:
+            data.setdefault("html_key", data.get("content_hash"))
+        return data
 
 
 class PageUnchanged(Event):
@@ -357,8 +419,11 @@ class DeadLetter(Event):
 
     EVENT_TYPE: ClassVar[str] = "dlq"
     service: str
-    subject: str
+    subject: str = Field(description="The original subject: re-driving publishes the payload there again.")
     reason: str
     deliveries: int
     payload: str = Field(description="The original body, UTF-8 (undecodable bytes replaced).")
     headers: dict[str, Any] = Field(default_factory=dict)
+    stream: str | None = Field(default=None, description="The original message's stream.")
+    stream_seq: int | None = Field(default=None, description="The original message's sequence in that stream.")
+    truncated: bool = Field(default=False, description="Only the payload's head was kept: it cannot be re-driven.")

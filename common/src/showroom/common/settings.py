@@ -29,6 +29,10 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     """JSON lines (one object per record, with trace ids) instead of plain text."""
 
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Larger bus messages are dead-lettered unread ("oversized").  nats-server's ``max_payload`` is set
+    above this (2 MiB in the embedded stack), so an oversized event still reaches the DLQ whole enough to read."""
+
     @property
     def nats_servers(self) -> list[str]:
         return [s.strip() for s in self.nats_url.split(",") if s.strip()]

@@ -7,7 +7,8 @@ import logging
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
-from showroom.common.bus import bind_trace, decode_or_dead_letter, make_broker, publish_event
+from showroom.common.bus import bind_trace, dead_letters, decode, make_broker, publish_event
+from showroom.common.errors import PermanentError
 from showroom.common.events import (
     PageScraped,
     ProductSearchRequest,
@@ -28,6 +29,7 @@ settings = IndexerSettings()
 SERVICE = "indexer-svc"
 broker = make_broker(settings.nats_servers, SERVICE)
 _deps: dict[str, Indexer] = {}
+PAGE_DELIVERIES = 5
 
 
 @broker.subscriber(
@@ -35,16 +37,20 @@ _deps: dict[str, Indexer] = {}
     stream=JStream(Streams.PAGES.name, declare=False),
     durable=Durables.INDEXER_PAGES,
     pull_sub=PullSub(batch_size=settings.index_concurrency, timeout=5),
-    config=ConsumerConfig(max_deliver=5, ack_wait=settings.index_ack_wait_s, max_ack_pending=256),
+    config=ConsumerConfig(max_deliver=PAGE_DELIVERIES, ack_wait=settings.index_ack_wait_s, max_ack_pending=256),
     ack_policy=AckPolicy.NACK_ON_ERROR,
     # Several pages in flight at once share the indexer's embedding micro-batches.
     max_workers=settings.index_concurrency,
 )
+@dead_letters(broker, SERVICE, max_deliver=PAGE_DELIVERIES, max_bytes=settings.max_event_bytes)
 async def on_page_scraped(msg: NatsMessage) -> None:
-    page = await decode_or_dead_letter(broker, msg, PageScraped, SERVICE)
-    if page is None:
-        return
+    page = decode(msg, PageScraped)
     bind_trace(page)
+    if len(page.markdown) > settings.index_max_markdown_chars:
+        raise PermanentError(
+            f"page too long to index: {len(page.markdown)} characters of markdown "
+            f"(SHOWROOM_INDEX_MAX_MARKDOWN_CHARS={settings.index_max_markdown_chars})"
+        )
     indexed = await _deps["indexer"].index_page(page)
     # Keyed by the page event's stream sequence: a redelivered page event announces its indexing once.
     seq = msg.raw_message.metadata.sequence.stream

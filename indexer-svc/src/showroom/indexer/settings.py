@@ -53,4 +53,8 @@ class IndexerSettings(ServiceSettings):
     """A page event not acked within this time (its indexer died) is redelivered; must exceed the
     slowest micro-batch a page can wait through (``index_concurrency`` pages' chunks)."""
 
+    index_max_markdown_chars: int = Field(default=500_000, ge=1)
+    """A page with more markdown than this is dead-lettered, not indexed: its chunks would crowd out
+    every other page's in search results.  Raise it and re-drive the DLQ to index such pages."""
+
     search_concurrency: int = 32

@@ -14,9 +14,9 @@ import json
 import logging
 
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, PullSub
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage, PullSub
 
-from showroom.common.bus import make_broker, publish_event
+from showroom.common.bus import dead_letters, decode, make_broker, publish_event
 from showroom.common.events import Answer, AskRequest, PageIndexed, QuestionAnswered, SearchRequest, SearchResponse
 from showroom.common.service import build_app
 from showroom.common.topology import QueueGroups, Streams, Subjects
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 settings = RagSettings()
 broker = make_broker(settings.nats_servers, "rag-svc")
 CACHE_DURABLE = "rag-cache-invalidation"
+INVALIDATION_DELIVERIES = 5
 _deps: dict[str, AnswerCache] = {}
 
 
@@ -151,11 +152,13 @@ async def on_ask_stream(request: AskStreamRequest) -> None:
     durable=CACHE_DURABLE,
     deliver_policy=DeliverPolicy.NEW,
     pull_sub=PullSub(batch_size=32, timeout=5),
-    config=ConsumerConfig(max_deliver=5, ack_wait=30),
+    config=ConsumerConfig(max_deliver=INVALIDATION_DELIVERIES, ack_wait=30),
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
-async def on_page_indexed(event: PageIndexed) -> None:
+@dead_letters(broker, "rag-svc", max_deliver=INVALIDATION_DELIVERIES, max_bytes=settings.max_event_bytes)
+async def on_page_indexed(msg: NatsMessage) -> None:
     """A re-indexed page makes every cached answer citing it stale."""
+    event = decode(msg, PageIndexed)
     if event.unchanged or (cache := _deps.get("cache")) is None:
         return
     dropped = await cache.invalidate(event.url)

@@ -9,7 +9,7 @@ from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
-from showroom.common.bus import bind_trace, decode_or_dead_letter, make_broker
+from showroom.common.bus import bind_trace, dead_letters, decode, make_broker
 from showroom.common.events import CrawlRequested, FetchTask, PageFailed, PageIndexed, PageScraped, PageUnchanged
 from showroom.common.inflight import InflightCounter
 from showroom.common.service import build_app
@@ -43,24 +43,31 @@ def _stream(name: str) -> JStream:
     return JStream(name, declare=False)
 
 
+def _guard(service: str, max_deliver: int):  # type: ignore[no-untyped-def]
+    return dead_letters(broker, service, max_deliver=max_deliver, max_bytes=settings.max_event_bytes)
+
+
+SEED_DELIVERIES = 5
+
+
 @broker.subscriber(
     "crawl.requested.*",
     stream=_stream(Streams.CRAWLS.name),
     durable=Durables.SCRAPER_CRAWLS,
     pull_sub=PullSub(batch_size=1, timeout=5),
-    config=ConsumerConfig(max_deliver=5, ack_wait=120),
+    config=ConsumerConfig(max_deliver=SEED_DELIVERIES, ack_wait=120),
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
+@_guard(SERVICE, SEED_DELIVERIES)
 async def on_crawl_requested(msg: NatsMessage) -> None:
-    if event := await decode_or_dead_letter(broker, msg, CrawlRequested, SERVICE):
-        bind_trace(event)
-        await crawler().seed(event)
+    event = decode(msg, CrawlRequested)
+    bind_trace(event)
+    await crawler().seed(event)
 
 
+@_guard(SERVICE, -1)  # a URL's attempts are bounded in crawl_urls; politeness deferrals redeliver too
 async def _fetch(msg: NatsMessage) -> None:
-    task = await decode_or_dead_letter(broker, msg, FetchTask, SERVICE)
-    if task is None:
-        return
+    task = decode(msg, FetchTask)
     bind_trace(task)
     try:
         await crawler().process(task)
@@ -95,7 +102,10 @@ async def on_fetch_task_high(msg: NatsMessage) -> None:
     await _fetch(msg)
 
 
-_ORDERED = ConsumerConfig(max_ack_pending=1, max_deliver=-1, ack_wait=settings.tracker_ack_wait_s)
+TRACKER_DELIVERIES = 20
+"""One event in flight keeps counts in stream order, so an event failing for good must not hold the
+stream forever; 20 deliveries with backoff (capped at 30 s) outlast a restarting nats-server."""
+_ORDERED = ConsumerConfig(max_ack_pending=1, max_deliver=TRACKER_DELIVERIES, ack_wait=settings.tracker_ack_wait_s)
 _PAGE_EVENTS = {"page.scraped.": PageScraped, "page.unchanged.": PageUnchanged, "page.failed.": PageFailed}
 
 
@@ -107,12 +117,13 @@ _PAGE_EVENTS = {"page.scraped.": PageScraped, "page.unchanged.": PageUnchanged, 
     config=_ORDERED,
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
+@_guard("tracker", TRACKER_DELIVERIES)
 async def track_page(msg: NatsMessage) -> None:
     subject = msg.raw_message.subject
     model = next(m for prefix, m in _PAGE_EVENTS.items() if subject.startswith(prefix))
-    if event := await decode_or_dead_letter(broker, msg, model, "tracker"):
-        bind_trace(event)
-        await tracker().on_page(event, msg.raw_message.metadata.sequence.stream)
+    event = decode(msg, model)
+    bind_trace(event)
+    await tracker().on_page(event, msg.raw_message.metadata.sequence.stream)
 
 
 @broker.subscriber(
@@ -123,10 +134,11 @@ async def track_page(msg: NatsMessage) -> None:
     config=_ORDERED,
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
+@_guard("tracker", TRACKER_DELIVERIES)
 async def track_indexed(msg: NatsMessage) -> None:
-    if event := await decode_or_dead_letter(broker, msg, PageIndexed, "tracker"):
-        bind_trace(event)
-        await tracker().on_indexed(event, msg.raw_message.metadata.sequence.stream)
+    event = decode(msg, PageIndexed)
+    bind_trace(event)
+    await tracker().on_indexed(event, msg.raw_message.metadata.sequence.stream)
 
 
 async def start_dependencies() -> None:

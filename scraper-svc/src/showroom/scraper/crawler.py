@@ -36,6 +36,7 @@ from nats.js.object_store import ObjectStore
 
 from showroom.common.bus import kv_get, kv_update, publish_event
 from showroom.common.crawls import CrawlState
+from showroom.common.errors import UnknownCrawl
 from showroom.common.events import (
     CrawlRequested,
     CrawlSpec,
@@ -123,6 +124,8 @@ class Crawler:
 
     async def seed(self, event: CrawlRequested) -> None:
         """Put a crawl's start URLs (and its sitemaps' URLs) on the frontier and mark it running."""
+        if (await kv_get(self.crawls, event.crawl_id, CrawlState))[0] is None:
+            raise UnknownCrawl(event.crawl_id)  # the gateway writes the record before the request
         spec = event.spec
         scope = Scope.of(spec)
         candidates: list[str] = []
@@ -167,8 +170,9 @@ class Crawler:
         if url_state.get("state") == "done":
             return Outcome(task.url, "duplicate")
         crawl = await self._crawl(task.crawl_id)
-        if crawl is None or crawl.status.is_final:
-            # Cancelled (or unknown): drain the task without fetching.
+        if crawl is None:
+            raise UnknownCrawl(task.crawl_id)
+        if crawl.status.is_final:  # cancelled: drain the task without fetching
             return Outcome(task.url, "dropped")
         spec = crawl.spec
         host = host_of(task.url)
@@ -233,14 +237,15 @@ class Crawler:
             subject = Subjects.page_unchanged(task.brand)
         else:
             assert page is not None
+            archived = await self._keep_html(content_hash, fetched.html)
             event = PageScraped(
-                **common, final_url=fetched.final_url, depth=task.depth, status_code=fetched.status,
+                **common, html_key=content_hash if archived else None, final_url=fetched.final_url,
+                depth=task.depth, status_code=fetched.status,
                 fetch_mode=fetched.mode, fetch_ms=fetched.fetch_ms, bytes=len(fetched.html.encode()),
                 content_hash=content_hash, title=page.title, markdown=page.markdown, product=page.product,
                 new_links=new_links, skipped_links=skipped,
             )  # fmt: skip
             subject = Subjects.page_scraped(task.brand)
-            await self._keep_html(content_hash, fetched.html)
         await publish_event(self.broker, event, subject, stream=Streams.PAGES.name, msg_id=key)
         await self._enqueue(
             task.crawl_id, task.brand, new_links, task.depth + 1, task.url, task.trace_id, spec.priority
@@ -266,19 +271,24 @@ class Crawler:
         await self.urls.put(key, json.dumps({"state": "done"}).encode())
         return Outcome(task.url, "failed")
 
-    async def _keep_html(self, content_hash: str, html: str) -> None:
-        """Raw HTML by content hash, so a page can be re-extracted later without re-crawling it."""
+    async def _keep_html(self, content_hash: str, html: str) -> bool:
+        """Raw HTML by content hash, so a page can be re-extracted later without re-crawling it.
+
+        Returns whether it is in the store (the page event's ``html_key`` says so).
+        """
         if self.html_store is None:
-            return
+            return False
         try:
             await self.html_store.get_info(content_hash)
-            return
+            return True
         except Exception:  # not stored yet
             pass
         try:
             await self.html_store.put(content_hash, html.encode())
+            return True
         except Exception as exc:  # the page event matters more than its archive copy
             log.warning("could not archive HTML %s: %s", content_hash[:12], exc)
+            return False
 
     # -- bookkeeping ---------------------------------------------------------
 

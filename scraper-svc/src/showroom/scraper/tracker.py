@@ -3,7 +3,8 @@
 It reads PAGES and INDEX through durable consumers with one message in
 flight at a time, so events are applied in stream order; each record keeps
 the last sequence it applied from either stream, which makes a redelivered
-event a no-op.  When a change finishes a crawl, ``crawl.finished`` is
+event a no-op.  An event for a crawl with no record raises :class:`UnknownCrawl`
+(dead-lettered by the consumer).  When a change finishes a crawl, ``crawl.finished`` is
 published with a message id, so a retry after a crash publishes it once.
 """
 
@@ -17,6 +18,7 @@ from nats.js.kv import KeyValue
 
 from showroom.common.bus import kv_get, kv_update, publish_event
 from showroom.common.crawls import CrawlState
+from showroom.common.errors import UnknownCrawl
 from showroom.common.events import CrawlFinished, PageFailed, PageIndexed, PageScraped, PageUnchanged
 from showroom.common.topology import Streams, Subjects
 
@@ -75,7 +77,9 @@ class CrawlTracker:
             # event that finished the crawl may have crashed before announcing it: announce again
             # (the message id makes the second copy a no-op).
             current, _ = await kv_get(self.crawls, crawl_id, CrawlState)
-            if current is not None and current.status.is_final and already_applied(current):
+            if current is None:
+                raise UnknownCrawl(crawl_id)
+            if current and current.status.is_final and already_applied(current):
                 await self._announce(current)
             return current
         if finished_now:
