@@ -25,7 +25,9 @@ OVERLAYS = ("dev", "prod")
 
 # A value for each secret the operator must supply (compose `${VAR:?}`, k8s required secretKeyRef).
 TEST_SECRETS = {
-    "SHOWROOM_API_KEYS": '["deploy-test-key-0123456789"]',
+    # The hashed entry `showroom keys new` prints (for the key "deploy-test-key-0123456789").
+    "SHOWROOM_API_KEYS": '[{"name":"deploy-test","scopes":["admin"],'
+    '"sha256":"c33d65388cc83b115af6425867f6bbcc62a51056ccd857fc974b76b394c287da"}]',
     "GRAFANA_ADMIN_PASSWORD": "deploy-test-password",
 }
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from nats.aio.client import Client
 
+from showroom.common.apikeys import ApiKeyEntry
 from showroom.gateway.app import create_app
 from showroom.gateway.settings import GatewaySettings
 
@@ -17,7 +18,7 @@ KEY = "test-key-0123456789abcdef"
 
 
 def _settings(nats_url: str) -> GatewaySettings:
-    return GatewaySettings(nats_url=nats_url, api_keys=[KEY], ask_timeout_s=2)
+    return GatewaySettings(nats_url=nats_url, api_keys=[ApiKeyEntry.for_key(KEY)], ask_timeout_s=2)
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_settings_refuse_to_run_without_keys_outside_development() -> None:
 
 async def test_streamed_ask_without_rag_svc_is_503_at_once(nats_url: str) -> None:
     # A long answer timeout: only nats-server's no-responders status can make this quick.
-    app = create_app(GatewaySettings(nats_url=nats_url, api_keys=[KEY], ask_timeout_s=30))
+    app = create_app(GatewaySettings(nats_url=nats_url, api_keys=[ApiKeyEntry.for_key(KEY)], ask_timeout_s=30))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:

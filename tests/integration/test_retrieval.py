@@ -21,6 +21,7 @@ import nats
 import pytest
 
 from showroom.cli.stack import free_port
+from showroom.common.apikeys import ApiKeyEntry
 from showroom.common.events import PageScraped, Product
 from showroom.demo_site.lab import INJECTION_TEXT
 from showroom.gateway.app import create_app
@@ -130,7 +131,7 @@ async def indexed(services: dict[str, int], nats_url: str) -> None:
 
 @pytest.fixture
 async def gateway(nats_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(GatewaySettings(nats_url=nats_url, api_keys=[KEY], ask_timeout_s=10))
+    app = create_app(GatewaySettings(nats_url=nats_url, api_keys=[ApiKeyEntry.for_key(KEY)], ask_timeout_s=10))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
             yield client

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from showroom.common.apikeys import ApiKeyEntry, Scope
 from showroom.common.brands import load_registry
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,10 @@ class StackConfig:
             if self.with_demo:
                 env["SHOWROOM_BRANDS_FILE"] = str(DEMO_REGISTRY)
                 env |= self.registry_env()
-            env["SHOWROOM_API_KEYS"] = f'["{self.api_key}"]'
+            # The gateway gets the key's hash, as in production; only this process knows the key.
+            # One user's own machine, which benches drive hard: a rate limit would only skew them.
+            entry = ApiKeyEntry.for_key(self.api_key, [Scope.ADMIN], name="stack", rate_per_s=1e4, burst=10_000)
+            env["SHOWROOM_API_KEYS"] = f"[{entry.config_json()}]"
         elif service == "scraper":
             env["SHOWROOM_SSRF_ALLOW_HOSTS"] = f'["{self.demo_host}"]'
             env["SHOWROOM_CONCURRENCY"] = str(self.scraper_concurrency)

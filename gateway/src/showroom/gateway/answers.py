@@ -19,16 +19,12 @@ from faststream.nats import NatsBroker
 from nats.aio.client import NO_RESPONDERS_STATUS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from pydantic import BaseModel
 
 from showroom.common.events import Answer, AskRequest
 from showroom.common.topology import Subjects
+from showroom.gateway.errors import ErrorBody
 
 router = APIRouter(tags=["answers"])
-
-
-class ErrorBody(BaseModel):
-    detail: str
 
 
 @router.post(

@@ -9,6 +9,7 @@ read from that bucket and questions are forwarded to rag-svc over
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,11 +33,12 @@ from showroom.common.events import (
 from showroom.common.inflight import inflight_total
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.answers import router as answers_router
-from showroom.gateway.auth import Scope, require_scope
+from showroom.gateway.auth import KeyRing, Scope, require_scope
 from showroom.gateway.brands import router as brands_router
 from showroom.gateway.brands import run_brands
 from showroom.gateway.crawls import CrawlAccepted, start_crawl
 from showroom.gateway.dlq import router as dlq_router
+from showroom.gateway.errors import ERROR_RESPONSES, ErrorBody, install_error_handlers
 from showroom.gateway.lineage import router as lineage_router
 from showroom.gateway.products import router as products_router
 from showroom.gateway.replays import router as replays_router
@@ -45,6 +47,9 @@ from showroom.gateway.system import instrument
 from showroom.gateway.system import router as system_router
 
 log = logging.getLogger(__name__)
+
+_CRAWL_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+"""Crawl ids are hex; anything else cannot name one (nor be a valid KV key)."""
 
 
 class CrawlProgress(CrawlCounts):
@@ -62,10 +67,6 @@ class CrawlPublic(BaseModel):
     finished_at: datetime | None
     error: str | None
     spec: CrawlSpec
-
-
-class ErrorBody(BaseModel):
-    detail: str | list[dict[str, object]] = Field(description="What was wrong with the request.")
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -91,7 +92,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Crawl music-equipment brand sites and answer questions about their products, with citations.",
         lifespan=lifespan,
-        responses={401: {"model": ErrorBody, "description": "Missing or wrong API key"}},
+        responses=ERROR_RESPONSES,
+        # Larger bodies are refused (413) before a byte of them is read.
+        max_body_size=settings.max_body_bytes,
     )
 
     def scoped(scope: Scope) -> list[Any]:
@@ -99,7 +102,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     authed = scoped(Scope.CRAWL)
     instrument(app, broker)
+    install_error_handlers(app, settings.max_body_bytes)
     app.state.settings = settings
+    app.state.keys = KeyRing(settings)
     app.include_router(system_router, dependencies=scoped(Scope.ADMIN))
     app.include_router(answers_router, dependencies=scoped(Scope.ASK))
     app.include_router(products_router, dependencies=scoped(Scope.ASK))
@@ -194,7 +199,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return CrawlPublic.model_validate(record, from_attributes=True)
 
     async def _load(crawl_id: str) -> CrawlState:
-        if not crawl_id.isalnum() or len(crawl_id) > 64:
+        if not _CRAWL_ID.fullmatch(crawl_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
         record, _ = await kv_get(state["crawls"], crawl_id, CrawlState)
         if record is None:

@@ -1,41 +1,73 @@
-"""API keys and what each may do.
+"""API keys, what each may do, and how often.
 
 Every ``/v1`` route depends on :func:`require_scope` with the scope it needs:
 
 - ``ask``: questions, product search, lineage (what sales staff get);
-- ``crawl``: start, watch and cancel crawls, run a brand's crawl now;
+- ``crawl``: start, watch and cancel crawls, run a brand's crawl now (and ask);
 - ``admin``: everything, including replays, the dead-letter queue and the brand registry.
+
+Keys are configured by their SHA-256 only (``showroom.common.apikeys``).  A request's key is hashed
+and looked up; a missing or unknown key is 401, a key without the scope 403 (naming the scope), and
+a key over its rate limit 429 with ``Retry-After``.  ``/healthz``, ``/readyz`` and ``/metrics`` need
+no key and are never rate limited.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
+from showroom.common.apikeys import ApiKeyEntry, Scope, digest
+from showroom.gateway.ratelimit import RateLimiter
+from showroom.gateway.settings import GatewaySettings
+
+__all__ = ["KeyRing", "Scope", "api_key_header", "require_scope"]
+
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Your Showroom API key.")
 
 
-class Scope(StrEnum):
-    ASK = "ask"
-    CRAWL = "crawl"
-    ADMIN = "admin"
+class KeyRing:
+    """The configured keys by digest, and their rate limits.  Lives on ``app.state.keys``."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        entries = settings.key_entries
+        # A lookup by digest leaks nothing through timing: finding a key whose digest shares a
+        # prefix with a configured one is a preimage search on SHA-256.
+        self.by_digest = {e.sha256: e for e in entries}
+        self.limiter = RateLimiter(entries, settings.rate_per_s, settings.rate_burst)
+
+    def find(self, key: str) -> ApiKeyEntry | None:
+        return self.by_digest.get(digest(key))
 
 
-def require_scope(scope: Scope) -> Callable[..., str]:
-    """A FastAPI dependency admitting keys that hold ``scope``."""
+def require_scope(scope: Scope) -> Callable[..., ApiKeyEntry]:
+    """A FastAPI dependency admitting keys that hold ``scope`` (or a scope including it)."""
 
-    def check(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> str:
+    def check(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> ApiKeyEntry:
         if not key:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send it in the X-API-Key header")
-        settings = request.app.state.settings
-        if not any(hmac.compare_digest(key, k) for k in settings.api_keys):
+        keys: KeyRing = request.app.state.keys
+        entry = keys.find(key)
+        if entry is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key")
-        return key
+        if not entry.allows(scope):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope.value!r} scope, which this route needs"
+            )
+        # A route may stack scopes (a router's and its own): one request spends one token.
+        charged = getattr(request.state, "api_key_name", None) is not None
+        if not charged and (wait := keys.limiter.retry_after(entry)):
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"rate limit of API key {entry.name!r} exceeded: retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        request.state.api_key_name = entry.name
+        return entry
 
     check.__name__ = f"require_{scope.value}"
+    check.scope = scope  # type: ignore[attr-defined]  # what tests read to find each route's scope
     return check
