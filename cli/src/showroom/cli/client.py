@@ -56,6 +56,42 @@ class GatewayClient:
     async def status(self, crawl_id: str) -> dict[str, Any]:
         return dict(await self._call("GET", f"/v1/crawls/{crawl_id}"))
 
+    async def replay(self, **spec: Any) -> str:
+        """Start a replay (body as for POST /v1/replays); returns its id."""
+        return str((await self._call("POST", "/v1/replays", json=spec))["replay_id"])
+
+    async def replay_status(self, replay_id: str) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/v1/replays/{replay_id}"))
+
+    async def collections(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/v1/collections"))
+
+    async def lineage(self, url: str) -> list[dict[str, Any]]:
+        return list(await self._call("GET", "/v1/lineage", params={"url": url}))
+
+    async def dlq_list(self, service: str | None = None, after: int = 0, limit: int = 50) -> dict[str, Any]:
+        params: dict[str, Any] = {"after": after, "limit": limit} | ({"service": service} if service else {})
+        return dict(await self._call("GET", "/v1/dlq", params=params))
+
+    async def dlq_get(self, letter_id: int) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/v1/dlq/{letter_id}"))
+
+    async def dlq_redrive(
+        self, ids: list[int] | None = None, *, all: bool = False, service: str | None = None
+    ) -> dict[str, Any]:
+        """Re-drive letters by id, or all of them (of ``service``); see gateway ``dlq``."""
+        body: dict[str, Any] = {"ids": ids} if ids else {"all": all} | ({"service": service} if service else {})
+        return dict(await self._call("POST", "/v1/dlq/redrive", json=body))
+
+    async def dlq_purge(self, service: str | None = None) -> int:
+        params = {"service": service} if service else {}
+        return int((await self._call("DELETE", "/v1/dlq", params=params))["purged"])
+
+    async def dlq_delete(self, letter_id: int) -> None:
+        resp = await self.http.delete(f"/v1/dlq/{letter_id}")
+        if resp.status_code >= 400:
+            raise GatewayError(resp.status_code, resp.json().get("detail"))
+
     async def ask(self, question: str, brand: str | None = None, top_k: int = 5) -> dict[str, Any]:
         body: dict[str, Any] = {"question": question, "top_k": top_k}
         if brand:
@@ -73,6 +109,9 @@ class FinishedCrawls:
     Enter it before starting the crawl, so a crawl that ends quickly is not missed.
     """
 
+    subject = "crawl.finished.*"
+    key = "crawl_id"
+
     def __init__(self, nats_url: str) -> None:
         self.nats_url = nats_url
         self._events: dict[str, dict[str, Any]] = {}
@@ -82,11 +121,12 @@ class FinishedCrawls:
         self._nc = await nats.connect(self.nats_url)
 
         async def on_finished(msg: Msg) -> None:
+            event = json.loads(msg.data)
             async with self._arrived:
-                self._events[json.loads(msg.data)["crawl_id"]] = json.loads(msg.data)
+                self._events[event[self.key]] = event
                 self._arrived.notify_all()
 
-        await self._nc.subscribe("crawl.finished.*", cb=on_finished)
+        await self._nc.subscribe(self.subject, cb=on_finished)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -97,3 +137,10 @@ class FinishedCrawls:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: crawl_id in self._events)
             return self._events[crawl_id]
+
+
+class FinishedReplays(FinishedCrawls):
+    """The same for replays: ``replay.finished`` events, by replay id."""
+
+    subject = "replay.finished"
+    key = "replay_id"

@@ -249,7 +249,122 @@ def brands_crawl(
     _run(run())
 
 
+@app.command()
+def replay(
+    chunk_tokens: Annotated[int, typer.Option(help="Chunk size of the rebuilt collection, in tokens.")] = 180,
+    embedder: Annotated[str, typer.Option(help="Embedder of the rebuilt collection.")] = "minilm",
+    brand: Annotated[str | None, typer.Option(help="Only this brand's page events.")] = None,
+    from_seq: Annotated[int | None, typer.Option(help="First PAGES sequence to replay.")] = None,
+    to_seq: Annotated[int | None, typer.Option(help="Last PAGES sequence to replay.")] = None,
+    re_extract: Annotated[bool, typer.Option(help="Re-extract pages from their stored raw HTML.")] = False,
+    swap: Annotated[bool | None, typer.Option(help="Point the alias at the result (default: when complete).")] = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until the replay finishes.")] = True,
+) -> None:
+    """Rebuild the index from the event log into a new collection; nothing is fetched again."""
+
+    async def run() -> None:
+        spec: dict[str, Any] = {"target": {"chunk_tokens": chunk_tokens, "embedder": embedder},
+                                "re_extract": re_extract}  # fmt: skip
+        for name, value in (("brand", brand), ("from_seq", from_seq), ("to_seq", to_seq), ("swap", swap)):
+            if value is not None:
+                spec[name] = value
+        async with _client() as client:
+            rid = await client.replay(**spec)
+            console.print(f"replay {rid} queued")
+            if wait:
+                console.print_json(data=await watch_replay(client, rid))
+
+    _run(run())
+
+
+async def watch_replay(client: GatewayClient, replay_id: str, interval: float = 0.5) -> dict[str, Any]:
+    """A progress bar (events done of total, rate, ETA) until the replay is final; its last state."""
+    columns = (TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("replay", total=None, detail="queued")
+        while True:
+            st = await client.replay_status(replay_id)
+            p = st["progress"]
+            eta = f" · ETA {p['eta_s']:.0f} s" if p.get("eta_s") else ""
+            detail = f"{st['status']} · {p['rate']:.0f} events/s{eta} · into {st['target_collection'] or '…'}"
+            progress.update(task, total=max(p["total"], 1), completed=p["done"], detail=detail)
+            if st["status"] in FINAL:
+                return st
+            await asyncio.sleep(interval)
+
+
+dlq_app = typer.Typer(help="Dead letters: messages a service gave up on, with the reason; re-drive them after a fix.")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    service: Annotated[str | None, typer.Option(help="Only this service's letters, e.g. indexer-svc.")] = None,
+    after: Annotated[int, typer.Option(help="Letters after this id (paging).")] = 0,
+    limit: int = 50,
+) -> None:
+    """List dead letters, oldest first."""
+
+    async def run() -> None:
+        async with _client() as client:
+            page = await client.dlq_list(service, after, limit)
+        table = Table("id", "service", "subject", "deliveries", "occurred", "reason")
+        for item in page["items"]:
+            table.add_row(str(item["id"]), item["service"], item["subject"], str(item["deliveries"]),
+                          item["occurred_at"][:19], item["reason"])  # fmt: skip
+        console.print(table)
+        more = f"; next page: --after {page['next_after']}" if page["next_after"] else ""
+        console.print(f"{len(page['items'])} of {page['total']}{more}")
+
+    _run(run())
+
+
+@dlq_app.command("show")
+def dlq_show(letter_id: int) -> None:
+    """One dead letter, whole (payload and headers)."""
+
+    async def run() -> None:
+        async with _client() as client:
+            console.print_json(data=await client.dlq_get(letter_id))
+
+    _run(run())
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    ids: Annotated[list[int] | None, typer.Argument(help="Letter ids; none with --all.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every letter (of --service).")] = False,
+    service: Annotated[str | None, typer.Option(help="With --all: only this service's letters.")] = None,
+) -> None:
+    """Publish letters to their original subjects again, once each, for the service that gave up."""
+    if bool(ids) == all_:
+        raise typer.BadParameter("give letter ids, or --all")
+
+    async def run() -> None:
+        async with _client() as client:
+            console.print_json(data=await client.dlq_redrive(ids, all=all_, service=service))
+
+    _run(run())
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    service: Annotated[str | None, typer.Option(help="Only this service's letters.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
+    """Drop dead letters for good."""
+    if not yes:
+        typer.confirm(f"Drop every dead letter{' of ' + service if service else ''}?", abort=True)
+
+    async def run() -> None:
+        async with _client() as client:
+            console.print(f"purged {await client.dlq_purge(service)} letters")
+
+    _run(run())
+
+
 app.add_typer(brands_app, name="brands")
+app.add_typer(dlq_app, name="dlq")
 app.command("extract")(extract_cmd.extract)
 app.add_typer(grafana_cmd.app, name="grafana")
 app.add_typer(keys_cmd.app, name="keys")

@@ -31,7 +31,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
@@ -126,8 +126,10 @@ class CrawlOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start_urls: list[HttpUrl] = Field(min_length=1, max_length=100)
-    allowed_domains: list[str] = Field(
+    start_urls: list[HttpUrl] = Field(
+        min_length=1, max_length=20, description="Where the crawl starts; links and sitemaps find the rest."
+    )
+    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=260)]] = Field(
         default_factory=list,
         max_length=50,
         description="Hosts (optionally host:port) the crawl may visit; defaults to the start URLs' hosts.",
@@ -314,6 +316,22 @@ class PageIndexed(Event):
     unchanged: bool = Field(default=False, description="The index already held this content: nothing re-embedded.")
 
 
+class PageLineage(BaseModel):
+    """Where one indexed page version came from: the exact ``page.scraped`` event and its fetch."""
+
+    url: str
+    content_hash: str
+    fetched_at: datetime | None = None
+    crawl_id: str | None = None
+    event_id: str | None = None
+    stream: str = "PAGES"
+    stream_seq: int | None = Field(default=None, description="The event's sequence in the PAGES stream.")
+    fetch_mode: str | None = None
+    fetched_by: str | None = None
+    indexed_at: datetime | None = None
+    collection: str | None = None
+
+
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
     brand: str | None = Field(default=None, pattern=BRAND_PATTERN)
@@ -332,6 +350,7 @@ class SearchHit(BaseModel):
     content_hash: str
     fetched_at: datetime | None = None
     section: str = ""
+    lineage: PageLineage | None = None
 
 
 class SearchResponse(BaseModel):
@@ -355,6 +374,7 @@ class ProductSearchRequest(BaseModel):
 
 
 class ProductSummary(BaseModel):
+    id: str = Field(default="", description="The product's id (for /v1/products/{id}/history).")
     url: str
     name: str
     brand: str
@@ -390,6 +410,9 @@ class Citation(BaseModel):
     score: float
     content_hash: str
     fetched_at: datetime | None = None
+    lineage: PageLineage | None = Field(
+        default=None, description="The page event this text came from (GET /v1/lineage for its history)."
+    )
 
 
 class Answer(BaseModel):
@@ -427,3 +450,97 @@ class DeadLetter(Event):
     stream: str | None = Field(default=None, description="The original message's stream.")
     stream_seq: int | None = Field(default=None, description="The original message's sequence in that stream.")
     truncated: bool = Field(default=False, description="Only the payload's head was kept: it cannot be re-driven.")
+
+
+class ProductChange(BaseModel):
+    field: str = Field(description="`price`, `priceCurrency`, `availability`, `name` or `specs.<key>`.")
+    before: Any = None
+    after: Any = None
+
+
+class ProductChanged(Event):
+    """A re-crawl found a product's price, availability or specs different from its last version."""
+
+    EVENT_TYPE: ClassVar[str] = "product.changed"
+    brand: str
+    product_id: str = Field(description="Stable id of the product: its page's URL key.")
+    url: str
+    changes: list[ProductChange]
+    before: Product
+    after: Product
+    content_hash: str
+    fetched_at: datetime
+    stream_seq: int | None = Field(default=None, description="The page event (PAGES sequence) that showed it.")
+
+
+class ProductVersion(BaseModel):
+    """One entry of a product's history (KV ``product_versions``; ``GET /v1/products/{id}/history``)."""
+
+    product_id: str
+    url: str
+    brand: str
+    product: Product
+    content_hash: str
+    fetched_at: datetime
+    crawl_id: str | None = None
+    stream_seq: int | None = None
+    changes: list[ProductChange] = Field(default_factory=list, description="What differs from the previous version.")
+
+
+class ReplayTarget(BaseModel):
+    """How the rebuilt collection is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str = Field(default="minilm", pattern=r"^[a-z0-9-]{1,40}$", description="`minilm`, `gemini`, ...")
+    chunk_tokens: int = Field(default=180, ge=32, le=2000, description="Upper bound on a chunk's body, in tokens.")
+
+
+class ReplaySpec(BaseModel):
+    """Which page events to replay, into what."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_seq: int | None = Field(default=None, ge=1, description="First PAGES sequence (default: the first).")
+    from_time: datetime | None = Field(default=None, description="Or: the first event at or after this time.")
+    to_seq: int | None = Field(default=None, ge=1, description="Last sequence; default: follow to the live tail.")
+    to_time: datetime | None = None
+    brand: str | None = Field(default=None, pattern=BRAND_PATTERN)
+    target: ReplayTarget = Field(default_factory=ReplayTarget)
+    re_extract: bool = Field(default=False, description="Re-extract each page from its stored raw HTML.")
+    swap: bool | None = Field(
+        default=None,
+        description="Point the alias at the new collection when done. Default: yes for a whole, unbounded replay; "
+        "no when filtered by brand or bounded by to_seq/to_time (the result would be partial).",
+    )
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.brand or self.to_seq or self.to_time)
+
+    @property
+    def should_swap(self) -> bool:
+        return (not self.partial) if self.swap is None else self.swap
+
+
+class ReplayRequested(Event):
+    EVENT_TYPE: ClassVar[str] = "replay.requested"
+    replay_id: str
+    spec: ReplaySpec
+
+
+class ReplayCancelled(Event):
+    EVENT_TYPE: ClassVar[str] = "replay.cancelled"
+    replay_id: str
+
+
+class ReplayFinished(Event):
+    """Published once when a replay reaches a final status."""
+
+    EVENT_TYPE: ClassVar[str] = "replay.finished"
+    replay_id: str
+    status: str
+    target_collection: str | None = None
+    swapped: bool = False
+    events: int = 0
+    error: str | None = None

@@ -13,7 +13,7 @@ INDEX     ``page.indexed.<brand>``                                     what reac
 ANSWERS   ``rag.answered``                                             audit of questions and answers
 DLQ       ``dlq.<service>``                                            poison messages with the reason
 PRODUCTS  ``product.changed.<brand>``                                  price/availability/spec changes
-REPLAYS   ``replay.{requested,cancelled}``                             index rebuilds from the PAGES stream
+REPLAYS   ``replay.{requested,cancelled,finished}``                           index rebuilds from the PAGES stream
 
 Request/reply (core NATS, queue groups): ``rag.ask``, ``index.search``, ``index.stats`` and ``index.audit``;
 ``showroom.health`` is answered by every service instance (no queue group).
@@ -51,6 +51,9 @@ class Subjects:
     ANSWERED = "rag.answered"
     INDEX_STATS = "index.stats"
     INDEX_AUDIT = "index.audit"
+    INDEX_VERSIONS = "index.versions"
+    """The collection's versions, which one the alias points at, and each one's size and build."""
+    INDEX_DROP_VERSION = "index.drop_version"
     """Per-URL chunk counts and indexes held by the index (indexer-svc); for audits and the chaos tests."""
     HEALTH = "showroom.health"
     """Every service instance answers a request here with its health (scatter-gather; see common.service)."""
@@ -97,6 +100,7 @@ class Subjects:
 
     REPLAY_REQUESTED = "replay.requested"
     REPLAY_CANCELLED = "replay.cancelled"
+    REPLAY_FINISHED = "replay.finished"
 
 
 def host_token(host: str) -> str:
@@ -175,7 +179,7 @@ class Streams:
     )
     REPLAYS = StreamSpec(
         "REPLAYS",
-        ["replay.requested", "replay.cancelled"],
+        ["replay.requested", "replay.cancelled", "replay.finished"],
         max_age=90 * DAY,
         description="Index rebuilds from the PAGES stream",
     )
@@ -223,6 +227,7 @@ class Durables:
     METRICS_INDEX = "metrics-index"
     METRICS_ANSWERS = "metrics-answers"
     METRICS_DLQ = "metrics-dlq"
+    INDEXER_REPLAYS = "indexer-replays"
 
 
 class QueueGroups:

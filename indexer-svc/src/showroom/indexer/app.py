@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
-from showroom.common.bus import bind_trace, dead_letters, decode, make_broker, publish_event
+from showroom.common.bus import bind_trace, dead_letters, decode, kv_get, make_broker, publish_event
 from showroom.common.errors import PermanentError
 from showroom.common.events import (
     PageScraped,
     ProductSearchRequest,
     ProductSearchResponse,
+    ReplayRequested,
     SearchRequest,
     SearchResponse,
 )
+from showroom.common.replays import ReplayState
 from showroom.common.service import build_app
-from showroom.common.topology import Durables, QueueGroups, Streams, Subjects
-from showroom.indexer.embedding import load_embedder
+from showroom.common.topology import Buckets, Durables, QueueGroups, Streams, Subjects
+from showroom.indexer.embedding import Embedder, load_embedder
 from showroom.indexer.indexing import Indexer
+from showroom.indexer.provenance import Provenance
+from showroom.indexer.replay import ReplayRunner, orphaned
 from showroom.indexer.settings import IndexerSettings
 from showroom.indexer.store import open_store
 
@@ -28,7 +35,8 @@ log = logging.getLogger(__name__)
 settings = IndexerSettings()
 SERVICE = "indexer-svc"
 broker = make_broker(settings.nats_servers, SERVICE)
-_deps: dict[str, Indexer] = {}
+_deps: dict[str, Any] = {}
+_replays: set[asyncio.Task[Any]] = set()
 PAGE_DELIVERIES = 5
 
 
@@ -51,16 +59,77 @@ async def on_page_scraped(msg: NatsMessage) -> None:
             f"page too long to index: {len(page.markdown)} characters of markdown "
             f"(SHOWROOM_INDEX_MAX_MARKDOWN_CHARS={settings.index_max_markdown_chars})"
         )
-    indexed = await _deps["indexer"].index_page(page)
-    # Keyed by the page event's stream sequence: a redelivered page event announces its indexing once.
     seq = msg.raw_message.metadata.sequence.stream
+    indexed = await _deps["indexer"].index_page(page, seq)
+    await _deps["provenance"].record(page, seq, indexed)
+    # Keyed by the page event's stream sequence: a redelivered page event announces its indexing once.
     await publish_event(
         broker,
         indexed,
         Subjects.page_indexed(page.brand),
         stream=Streams.INDEX.name,
-        msg_id=f"{indexed.collection}.{seq}",
+        msg_id=f"{settings.collection}.{seq}",
     )
+
+
+@broker.subscriber(
+    Subjects.REPLAY_REQUESTED,
+    stream=JStream(Streams.REPLAYS.name, declare=False),
+    durable=Durables.INDEXER_REPLAYS,
+    pull_sub=PullSub(batch_size=1, timeout=5),
+    config=ConsumerConfig(max_deliver=PAGE_DELIVERIES, ack_wait=60),
+    ack_policy=AckPolicy.NACK_ON_ERROR,
+)
+@dead_letters(broker, SERVICE, max_deliver=PAGE_DELIVERIES, max_bytes=settings.max_event_bytes)
+async def on_replay_requested(msg: NatsMessage) -> None:
+    """Start the replay in the background: it runs for minutes, its progress lives in KV."""
+    request = decode(msg, ReplayRequested)
+    bind_trace(request)
+    start_replay(request.replay_id)
+
+
+def start_replay(replay_id: str) -> None:
+    if any(t.get_name() == f"replay-{replay_id}" for t in _replays):
+        return  # a redelivered request for a replay this process is running
+    task = asyncio.create_task(_deps["replays"].run(replay_id), name=f"replay-{replay_id}")
+    _replays.add(task)
+    task.add_done_callback(_replays.discard)
+
+
+async def resume_replays() -> None:
+    """Take over replays that no indexer is running (this one was restarted mid-replay)."""
+    kv = _deps["replays_kv"]
+    try:
+        keys = await kv.keys()
+    except Exception:  # nats-py raises NoKeysError on an empty bucket
+        return
+    for key in keys:
+        state, _ = await kv_get(kv, key, ReplayState)
+        if state is not None and orphaned(state):
+            log.info("resuming replay %s from sequence %d", key, state.progress.position)
+            start_replay(key)
+
+
+@broker.subscriber(Subjects.INDEX_VERSIONS, queue=QueueGroups.INDEXER)
+async def on_versions(_: object = None) -> dict[str, object]:
+    """The collection's versions: which one the alias points at, and each one's build and size."""
+    store = _deps["indexer"].store
+    current = await store.current_version()
+    versions = []
+    for version in await store.versions():
+        versions.append({"name": version, "current": version == current, "meta": await store.version_meta(version),
+                         "chunks": await store.pinned(version).count()})  # fmt: skip
+    return {"collection": settings.collection, "current": current, "versions": versions}
+
+
+@broker.subscriber(Subjects.INDEX_DROP_VERSION, queue=QueueGroups.INDEXER)
+async def on_drop_version(request: dict[str, str]) -> dict[str, object]:
+    """Delete a version the alias does not point at (e.g. the one a replay replaced)."""
+    try:
+        await _deps["indexer"].store.drop_version(str(request.get("version", "")))
+    except ValueError as exc:
+        return {"dropped": False, "error": str(exc)}
+    return {"dropped": True}
 
 
 @broker.subscriber(Subjects.SEARCH, queue=QueueGroups.INDEXER, max_workers=settings.search_concurrency)
@@ -95,32 +164,58 @@ async def on_audit(request: dict[str, object] | None = None) -> dict[str, object
     return {"pages": await _deps["indexer"].audit(str(brand) if brand else None)}
 
 
-def make_embedder():  # type: ignore[no-untyped-def]
-    if settings.embedder.strip().lower() == "gemini":
+@functools.cache
+def make_embedder(name: str | None = None) -> Embedder:
+    """The embedder called ``name`` (default: SHOWROOM_EMBEDDER), configured from settings; one
+    instance per name, shared by the live path and replays."""
+    name = (name or settings.embedder).strip().lower()
+    if name == "gemini":
         key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
         return load_embedder("gemini", api_key=key, model=settings.gemini_embedding_model,
                              dim=settings.gemini_embedding_dim, base_url=settings.gemini_base_url)  # fmt: skip
-    return load_embedder(settings.embedder)
+    return load_embedder(name)
 
 
 async def open_index() -> None:
-    embedder = make_embedder()
     store = open_store(
         settings.collection, url=settings.qdrant_url, path=settings.qdrant_path, backend=settings.store_backend
     )
-    await store.ensure_collection(embedder.name, embedder.dim)
-    _deps["indexer"] = Indexer(
+    version = await store.current_version()
+    meta = await store.version_meta(version) if version else {}
+    # A version built by a replay names its embedder and chunk size: the alias, not the
+    # environment, decides how pages are indexed from then on.
+    key = meta.get("embedder_key") or settings.embedder
+    if key != settings.embedder:
+        log.warning("%s was rebuilt with the %s embedder; following it, not SHOWROOM_EMBEDDER=%s",
+                    version, key, settings.embedder)  # fmt: skip
+    embedder = make_embedder(key)
+    indexer = Indexer(
         store,
         embedder,
-        settings.chunk_tokens,
+        int(meta.get("chunk_tokens") or settings.chunk_tokens),
         max_batch_chunks=settings.batch_max_chunks,
         max_wait_ms=settings.batch_max_wait_ms,
+        embedder_factory=make_embedder,
     )
-    log.info("index %s ready (%s, %d-d, %s)", settings.collection, embedder.name, embedder.dim,
-             await store.current_version())  # fmt: skip
+    if version is None:
+        version = await store.create_version(embedder.name, embedder.dim, embedder_key=key, **indexer.version_meta())
+        await store.swap_alias(version)
+    await store.ensure_collection(embedder.name, embedder.dim)
+    await indexer.follow_alias()
+    js = broker.config.connection_state.stream
+    _deps["provenance"] = await Provenance.open(broker, js)
+    _deps["replays_kv"] = await js.key_value(Buckets.REPLAYS.name)
+    _deps["replays"] = ReplayRunner(js, _deps["replays_kv"], indexer, make_embedder)
+    _deps["indexer"] = indexer
+    log.info("index %s ready (%s, %d-d, chunks of up to %d tokens, %s)", settings.collection, embedder.name,
+             embedder.dim, indexer.chunk_words, version)  # fmt: skip
+    await resume_replays()
 
 
 async def close_index() -> None:
+    for task in list(_replays):  # a replay stopped here is resumed from its last position on restart
+        task.cancel()
+    await asyncio.gather(*_replays, return_exceptions=True)
     if indexer := _deps.get("indexer"):
         await indexer.close()
         await indexer.store.close()

@@ -7,6 +7,15 @@ chunks), so throughput approaches the raw embedder's while no page waits longer 
 
 Incremental.  A page whose content hash (and chunker version) the index already holds costs one
 point lookup and nothing else.
+
+Versions.  Each batch pins the collection version the alias points at when it starts, and
+chunks and embeds the way that version was built (its ``meta``: embedder, chunk size).  So when
+a replay swaps the alias to a rebuilt version, the next batch follows it, and no batch ever
+writes one configuration's chunks into another's collection.
+
+Lineage.  Every chunk records the page event it came from (stream sequence, event id, fetch
+mode), so a citation leads back to the exact fetch.  A page event older than the version a
+collection already holds for that URL (a replay catching up behind live events) is skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +31,7 @@ import numpy as np
 
 from showroom.common.events import (
     PageIndexed,
+    PageLineage,
     PageScraped,
     ProductSearchRequest,
     ProductSearchResponse,
@@ -29,6 +40,7 @@ from showroom.common.events import (
     SearchRequest,
     SearchResponse,
 )
+from showroom.common.topology import url_key
 from showroom.indexer.chunking import CHUNKER_VERSION, Chunk, chunk_page
 from showroom.indexer.embedding import Embedder, QueryEmbeddings
 from showroom.indexer.sparse import Bm25Encoder
@@ -45,8 +57,13 @@ def in_stock(availability: str | None) -> bool:
     return availability.rsplit("/", 1)[-1].strip().lower() in _IN_STOCK
 
 
-def page_payloads(page: PageScraped, chunks: list[Chunk]) -> list[dict[str, Any]]:
-    """Per chunk: the text, where it came from (page version) and the product's structured fields."""
+def chunker_id(chunk_tokens: int) -> str:
+    """What built a page's chunks: the chunker's version and its token bound."""
+    return f"{CHUNKER_VERSION}/{chunk_tokens}"
+
+
+def page_payloads(page: PageScraped, chunks: list[Chunk], chunker: str, seq: int | None = None) -> list[dict[str, Any]]:
+    """Per chunk: the text, where it came from (page event and version) and the product's fields."""
     p = page.product
     product_fields: dict[str, Any] = {"is_product": False, "kind": "page"}
     if p is not None and p.name:
@@ -70,10 +87,14 @@ def page_payloads(page: PageScraped, chunks: list[Chunk]) -> list[dict[str, Any]
             "text": c.text,
             "section": c.section,
             "content_hash": page.content_hash,
-            "chunker": CHUNKER_VERSION,
+            "chunker": chunker,
             "chunks": len(chunks),
             "fetched_at": page.fetched_at.isoformat(),
             "crawl_id": page.crawl_id,
+            "event_id": page.event_id,
+            "stream_seq": seq,
+            "fetch_mode": page.fetch_mode,
+            "fetched_by": page.fetched_by,
             "product": p.model_dump() if p else None,
             **product_fields,
         }
@@ -81,11 +102,31 @@ def page_payloads(page: PageScraped, chunks: list[Chunk]) -> list[dict[str, Any]
     ]
 
 
+def lineage_of(payload: dict[str, Any], collection: str | None = None) -> PageLineage:
+    """The page event a stored chunk came from."""
+    return PageLineage(
+        url=payload.get("url", ""),
+        content_hash=payload.get("content_hash", ""),
+        fetched_at=payload.get("fetched_at"),
+        crawl_id=payload.get("crawl_id"),
+        event_id=payload.get("event_id"),
+        stream_seq=payload.get("stream_seq"),
+        fetch_mode=payload.get("fetch_mode"),
+        fetched_by=payload.get("fetched_by"),
+        collection=collection,
+    )
+
+
 @dataclass
 class _Pending:
     page: PageScraped
+    seq: int | None
     done: asyncio.Future[PageIndexed]
     queued_at: float
+
+
+EmbedderFactory = Callable[[str], Embedder]
+"""Builds the embedder a collection version names (its ``embedder_key`` meta)."""
 
 
 class Indexer:
@@ -98,10 +139,14 @@ class Indexer:
         sparse: Bm25Encoder | None = None,
         max_batch_chunks: int = 64,
         max_wait_ms: float = 50.0,
+        embedder_factory: EmbedderFactory | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunk_words = chunk_words
+        self.embedder_factory = embedder_factory
+        self._version: str | None = None
+        self._config_lock = asyncio.Lock()
         self.sparse = sparse or Bm25Encoder()
         self.max_batch_chunks = max_batch_chunks
         self.max_wait_s = max_wait_ms / 1000
@@ -111,12 +156,13 @@ class Indexer:
 
     # -- indexing ---------------------------------------------------------------------------
 
-    async def index_page(self, page: PageScraped) -> PageIndexed:
-        """Index one page, sharing an embedding batch with pages that arrive meanwhile."""
+    async def index_page(self, page: PageScraped, seq: int | None = None) -> PageIndexed:
+        """Index one page (``seq``: its PAGES sequence), sharing an embedding batch with pages that
+        arrive meanwhile."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name="indexer-batches")
         done: asyncio.Future[PageIndexed] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(page, done, time.perf_counter()))
+        await self._queue.put(_Pending(page, seq, done, time.perf_counter()))
         return await done
 
     async def _run(self) -> None:
@@ -136,7 +182,7 @@ class Indexer:
                 batch.append(item)
                 chunks += 8  # a rough size; the real count is known after chunking
             try:
-                results = await self.index_pages([b.page for b in batch])
+                results = await self.index_pages([b.page for b in batch], [b.seq for b in batch])
             except Exception as exc:  # every waiter learns of it; its handler decides to retry
                 for b in batch:
                     if not b.done.done():
@@ -146,12 +192,45 @@ class Indexer:
                 if not b.done.done():
                     b.done.set_result(result)
 
-    async def index_pages(self, pages: list[PageScraped]) -> list[PageIndexed]:
+    async def follow_alias(self) -> str:
+        """The version the alias points at, adopting its chunking and embedder if it moved."""
+        version = await self.store.current_version()
+        if version is None:
+            raise RuntimeError(f"collection {self.store.collection!r} has no version: call ensure_collection()")
+        if version != self._version:
+            async with self._config_lock:
+                if version != self._version:
+                    await self._adopt(version)
+        return version
+
+    async def _adopt(self, version: str) -> None:
+        meta = await self.store.version_meta(version)
+        if meta.get("embedder") not in (None, self.embedder.name):
+            key = meta.get("embedder_key")
+            if not key or self.embedder_factory is None:
+                raise RuntimeError(f"{version} was built by {meta.get('embedder')!r}, which this indexer cannot load")
+            self.embedder = await asyncio.to_thread(self.embedder_factory, key)
+            log.info("following %s: embedder %s", version, self.embedder.name)
+        if meta.get("chunk_tokens") and meta["chunk_tokens"] != self.chunk_words:
+            log.info("following %s: chunks of up to %s tokens", version, meta["chunk_tokens"])
+            self.chunk_words = int(meta["chunk_tokens"])
+        self.store.model, self.store.dim = self.embedder.name, self.embedder.dim
+        self._version = version
+
+    def version_meta(self) -> dict[str, Any]:
+        """What a new version built like this indexer records (see :meth:`_adopt`)."""
+        return {"chunk_tokens": self.chunk_words, "chunker": chunker_id(self.chunk_words)}
+
+    async def index_pages(self, pages: list[PageScraped], seqs: list[int | None] | None = None) -> list[PageIndexed]:
         """Index ``pages`` with one embedder call for all the chunks that need embedding."""
         t0 = time.perf_counter()
+        seqs = seqs or [None] * len(pages)
+        version = await self.follow_alias()
+        store = self.store.pinned(version)
+        chunker = chunker_id(self.chunk_words)
         work: list[tuple[PageScraped, list[Chunk]] | None] = []
-        for page in pages:
-            if await self._unchanged(page):
+        for page, seq in zip(pages, seqs, strict=True):
+            if await self._unchanged(store, page, seq, chunker):
                 work.append(None)
             else:
                 work.append((page, chunk_page(page, self.chunk_words)))
@@ -165,12 +244,11 @@ class Indexer:
             dense, sparse = np.zeros((0, self.embedder.dim), dtype=np.float32), []
         results = []
         offset = 0
-        for page, w in zip(pages, work, strict=True):
+        for page, seq, w in zip(pages, seqs, work, strict=True):
             n = len(w[1]) if w else 0
             if w is not None:
-                await self.store.replace_page(
-                    page.url, dense[offset : offset + n], sparse[offset : offset + n], page_payloads(page, w[1])
-                )
+                payloads = page_payloads(page, w[1], chunker, seq)
+                await store.replace_page(page.url, dense[offset : offset + n], sparse[offset : offset + n], payloads)
             offset += n
             results.append(
                 PageIndexed(
@@ -179,8 +257,8 @@ class Indexer:
                     brand=page.brand,
                     url=page.url,
                     content_hash=page.content_hash,
-                    chunks=n if w is not None else await self.store.count(page.url),
-                    collection=self.store.collection,
+                    chunks=n if w is not None else await store.count(page.url),
+                    collection=version,
                     fetched_at=page.fetched_at,
                     index_ms=(time.perf_counter() - t0) * 1000,
                     unchanged=w is None,
@@ -188,14 +266,16 @@ class Indexer:
             )
         return results
 
-    async def _unchanged(self, page: PageScraped) -> bool:
-        """The index holds this very content, chunked by this very chunker: nothing to do."""
-        held = await self.store.page_version(page.url)
-        return (
-            held is not None
-            and held.get("content_hash") == page.content_hash
-            and held.get("chunker") == CHUNKER_VERSION
-        )
+    @staticmethod
+    async def _unchanged(store: ChunkStore, page: PageScraped, seq: int | None, chunker: str) -> bool:
+        """Nothing to do: the index holds this very content chunked this very way, or a newer
+        version of the page than this event (a replay reading behind live events)."""
+        held = await store.page_version(page.url)
+        if held is None:
+            return False
+        if seq is not None and (held.get("stream_seq") or 0) > seq:
+            return True
+        return held.get("content_hash") == page.content_hash and held.get("chunker") == chunker
 
     async def audit(self, brand: str | None = None) -> dict[str, dict[str, Any]]:
         """Per URL: the chunk count its page declared and the chunk indexes actually stored.
@@ -220,6 +300,7 @@ class Indexer:
     # -- search -----------------------------------------------------------------------------
 
     async def search(self, request: SearchRequest) -> SearchResponse:
+        await self.follow_alias()  # a query is embedded by the model of the collection it searches
         dense = await self._queries.embed(self.embedder, request.query)
         sparse = self.sparse.embed_query(request.query)
         flt = SearchFilter(brand=request.brand, category=(request.category or "").lower() or None, url=request.url)
@@ -238,6 +319,7 @@ class Indexer:
                     content_hash=payload.get("content_hash", ""),
                     fetched_at=payload.get("fetched_at"),
                     section=payload.get("section", ""),
+                    lineage=lineage_of(payload, self._version),
                 )
             )
         return SearchResponse(hits=hits, model=self.embedder.name)
@@ -257,6 +339,7 @@ class Indexer:
             product = payload.get("product") or {}
             out.append(
                 ProductSummary(
+                    id=url_key(payload["url"]),
                     url=payload["url"],
                     name=product.get("name") or payload.get("title", ""),
                     brand=product.get("brand") or payload.get("brand", ""),

@@ -24,9 +24,11 @@ another model is refused with :class:`ModelMismatchError`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import re
+import shutil
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -143,6 +145,18 @@ class ChunkStore(ABC):
         # Writers are serialised: replace_page is upsert-then-delete and must not interleave with
         # another replace of the same page.
         self._write_lock = asyncio.Lock()
+        self._pinned: str | None = None
+
+    def pinned(self, version: str) -> ChunkStore:
+        """A view of this store that reads and writes ``version`` whatever the alias says.
+
+        It shares connections, open shards and the write lock with this store.  A replay fills a
+        new version through one; an indexer batch pins the version it started on, so a swap in
+        the middle of a batch cannot mix two configurations in one collection.
+        """
+        view = copy.copy(self)
+        view._pinned = version
+        return view
 
     # -- versions ---------------------------------------------------------------------------
 
@@ -155,8 +169,18 @@ class ChunkStore(ABC):
         """Every physical version of this collection, oldest first."""
 
     @abstractmethod
-    async def create_version(self, model: str, dim: int) -> str:
-        """Create an empty new version recording ``model``/``dim``; the alias does not move."""
+    async def create_version(self, model: str, dim: int, **meta: Any) -> str:
+        """Create an empty new version recording ``model``/``dim`` (and ``meta``); the alias does not move."""
+
+    @abstractmethod
+    async def drop_version(self, version: str) -> None:
+        """Delete a version that the alias does not point at."""
+
+    async def _check_droppable(self, version: str) -> None:
+        if version == await self.current_version():
+            raise ValueError(f"{version!r} is what {self.collection!r} points at; swap the alias first")
+        if version not in await self.versions():
+            raise ValueError(f"no version {version!r} of {self.collection!r}")
 
     @abstractmethod
     async def swap_alias(self, version: str) -> None:
@@ -245,6 +269,8 @@ class EdgeChunkStore(ChunkStore):
         return self.base / "alias.json"
 
     async def current_version(self) -> str | None:
+        if self._pinned:
+            return self._pinned
         try:
             return json.loads(self._alias_file.read_text())["version"]
         except FileNotFoundError:
@@ -254,7 +280,7 @@ class EdgeChunkStore(ChunkStore):
         found = [p.name for p in self.base.iterdir() if (p / "meta.json").is_file()]
         return sorted(found, key=lambda v: _version_number(self.collection, v))
 
-    async def create_version(self, model: str, dim: int) -> str:
+    async def create_version(self, model: str, dim: int, **meta: Any) -> str:
         n = max((_version_number(self.collection, v) for v in await self.versions()), default=0) + 1
         version = _version_name(self.collection, n)
         folder = self.base / version
@@ -269,9 +295,16 @@ class EdgeChunkStore(ChunkStore):
             shard.update(self.q.UpdateOperation.create_field_index(name, self.q.PayloadSchemaType.Integer))
         for name in FLOAT_FIELDS:
             shard.update(self.q.UpdateOperation.create_field_index(name, self.q.PayloadSchemaType.Float))
-        _write_json(folder / "meta.json", {"embedder": model, "dim": dim})
+        _write_json(folder / "meta.json", {**meta, "embedder": model, "dim": dim})
         self._shards[version] = shard
         return version
+
+    async def drop_version(self, version: str) -> None:
+        await self._check_droppable(version)
+        async with self._write_lock:
+            if shard := self._shards.pop(version, None):
+                await asyncio.to_thread(shard.close)
+            await asyncio.to_thread(shutil.rmtree, self.base / version)
 
     async def swap_alias(self, version: str) -> None:
         if not (self.base / version / "meta.json").is_file():
@@ -435,7 +468,14 @@ class QdrantChunkStore(ChunkStore):
         # Local mode searches by brute force and warns on payload indexes; a server uses them.
         self.server = server
 
+    @property
+    def _name(self) -> str:
+        """What data calls address: the alias, or the pinned version."""
+        return self._pinned or self.collection
+
     async def current_version(self) -> str | None:
+        if self._pinned:
+            return self._pinned
         aliases = await self.client.get_aliases()
         for a in aliases.aliases:
             if a.alias_name == self.collection:
@@ -447,7 +487,7 @@ class QdrantChunkStore(ChunkStore):
         mine = [n for n in names if _version_number(self.collection, n)]
         return sorted(mine, key=lambda v: _version_number(self.collection, v))
 
-    async def create_version(self, model: str, dim: int) -> str:
+    async def create_version(self, model: str, dim: int, **meta: Any) -> str:
         m = self.m
         n = max((_version_number(self.collection, v) for v in await self.versions()), default=0) + 1
         version = _version_name(self.collection, n)
@@ -455,7 +495,7 @@ class QdrantChunkStore(ChunkStore):
             version,
             vectors_config={DENSE: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
             sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
-            metadata={"embedder": model, "dim": dim},
+            metadata={**meta, "embedder": model, "dim": dim},
         )
         if self.server:
             schema = {
@@ -466,6 +506,10 @@ class QdrantChunkStore(ChunkStore):
             for name, kind in schema.items():
                 await self.client.create_payload_index(version, name, kind)
         return version
+
+    async def drop_version(self, version: str) -> None:
+        await self._check_droppable(version)
+        await self.client.delete_collection(version)
 
     async def swap_alias(self, version: str) -> None:
         m = self.m
@@ -494,7 +538,7 @@ class QdrantChunkStore(ChunkStore):
         return self.m.Filter(must=conds) if conds else None
 
     async def page_version(self, url: str) -> dict[str, Any] | None:
-        records = await self.client.retrieve(self.collection, [point_id(url, 0)], with_payload=True)
+        records = await self.client.retrieve(self._name, [point_id(url, 0)], with_payload=True)
         return dict(records[0].payload or {}) if records else None
 
     async def replace_page(
@@ -518,8 +562,8 @@ class QdrantChunkStore(ChunkStore):
         )
         async with self._write_lock:
             if points:
-                await self.client.upsert(self.collection, points=points, wait=True)
-            await self.client.delete(self.collection, points_selector=m.FilterSelector(filter=stale), wait=True)
+                await self.client.upsert(self._name, points=points, wait=True)
+            await self.client.delete(self._name, points_selector=m.FilterSelector(filter=stale), wait=True)
 
     async def search(
         self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
@@ -528,12 +572,12 @@ class QdrantChunkStore(ChunkStore):
         flt_ = self._filter(flt)
         if sparse is None or not sparse.indices:
             result = await self.client.query_points(
-                self.collection, query=dense.tolist(), using=DENSE, limit=top_k, query_filter=flt_, with_payload=True
+                self._name, query=dense.tolist(), using=DENSE, limit=top_k, query_filter=flt_, with_payload=True
             )
         else:
             depth = max(20, 4 * top_k)
             result = await self.client.query_points(
-                self.collection,
+                self._name,
                 prefetch=[
                     m.Prefetch(query=dense.tolist(), using=DENSE, limit=depth, filter=flt_),
                     m.Prefetch(
@@ -563,7 +607,7 @@ class QdrantChunkStore(ChunkStore):
         offset = None
         while len(out) < query.limit:
             records, offset = await self.client.scroll(
-                self.collection, scroll_filter=m.Filter(must=must), limit=256, offset=offset, with_payload=True
+                self._name, scroll_filter=m.Filter(must=must), limit=256, offset=offset, with_payload=True
             )
             out.extend(r.payload for r in records if _matches_text(r.payload or {}, query.text))
             if offset is None:
@@ -572,14 +616,14 @@ class QdrantChunkStore(ChunkStore):
 
     async def count(self, url: str | None = None) -> int:
         flt = self._filter(SearchFilter(url=url)) if url else None
-        return (await self.client.count(self.collection, count_filter=flt, exact=True)).count
+        return (await self.client.count(self._name, count_filter=flt, exact=True)).count
 
     async def payloads(self, flt: SearchFilter | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         offset = None
         while True:
             records, offset = await self.client.scroll(
-                self.collection, scroll_filter=self._filter(flt), limit=1024, offset=offset, with_payload=True
+                self._name, scroll_filter=self._filter(flt), limit=1024, offset=offset, with_payload=True
             )
             out.extend(dict(r.payload or {}) for r in records)
             if offset is None:

@@ -78,6 +78,7 @@ def citations_for(cited: list[int], sources: list[Source], snippets: dict[int, s
                 score=round(s.score, 4),
                 content_hash=s.content_hash,
                 fetched_at=s.fetched_at,  # type: ignore[arg-type]
+                lineage=s.chunks[0].lineage if s.chunks else None,
             )
         )
     return out
