@@ -120,12 +120,13 @@ async def test_index_links_the_safe_scenarios(site: str, http: aiohttp.ClientSes
     status, body, _ = await _get(http, site + LAB.index)
     assert status == 200
     assert [_host_path(u) for u in _links(site + LAB.index, body)] == list(LAB.index_links)
-    for hostile in (LAB.huge, LAB.never_finishes, LAB.js_loop, LAB.popup, LAB.binary):
+    for hostile in (LAB.huge, LAB.never_finishes, LAB.slow_drip, LAB.js_loop, LAB.popup, LAB.binary):
         assert not any(link.startswith(hostile) for link in LAB.index_links)
     status, body, _ = await _get(http, site + LAB.hostile_index)
     assert status == 200
     linked = {urlsplit(u).path for u in _links(site + LAB.hostile_index, body)}
-    assert linked == {LAB.huge, LAB.binary, LAB.never_finishes, LAB.js_loop, LAB.popup}
+    assert linked == {LAB.huge, LAB.binary, LAB.never_finishes, LAB.slow_drip, LAB.js_loop, LAB.popup,
+                      LAB.redirect_loop[0], LAB.malformed}  # fmt: skip
 
 
 async def test_tracking_duplicates_resolve_to_four_pages(site: str, http: aiohttp.ClientSession) -> None:
@@ -400,6 +401,17 @@ async def test_hostile_pages(site: str, http: aiohttp.ClientSession) -> None:
         assert body.startswith(b"<!DOCTYPE html>") and body.endswith(b"</html>\n")
     async with http.get(site + LAB.huge + "?mb=1000") as resp:  # capped; the body is left unread
         assert int(resp.headers["Content-Length"]) == LAB.huge_max_mb * 1024 * 1024
+    async with http.get(site + LAB.huge + "?mb=0.25&chunked=1") as resp:
+        assert "Content-Length" not in resp.headers and resp.headers["Transfer-Encoding"] == "chunked"
+        assert await resp.read() == body
+
+    t0 = time.perf_counter()
+    async with http.get(site + LAB.slow_drip + "?s=1") as resp:
+        assert "Content-Length" not in resp.headers
+        drops = 0
+        async for _chunk in resp.content.iter_any():
+            drops += 1
+    assert 0.9 < time.perf_counter() - t0 < 5 and drops >= 4
 
     async with http.get(site + LAB.binary) as resp:
         first = await resp.read()

@@ -89,13 +89,19 @@ Scenarios, and what a correct crawler does with each:
 
 ``/lab/hostile/``  hostile pages (not linked from ``/lab/``)
     ``/lab/huge?mb=N`` (N MiB of HTML, default 1, at most 50, exact
-    ``Content-Length``); ``/lab/binary`` (64 KiB of deterministic random bytes
+    ``Content-Length``; with ``&chunked=1`` the same body chunked, its size
+    declared nowhere); ``/lab/binary`` (64 KiB of deterministic random bytes
     served as ``text/html``); ``/lab/never-finishes?s=N`` (headers and a
     partial body, then the connection is held for N seconds, default and at
-    most 60, and dropped without completing the body); ``/lab/js-loop``
-    (``while (true) {}`` after ``load``); ``/lab/popup`` (``window.open`` of
-    ``/lab/popup/child`` and an off-site URL on ``load``).  The crawler must
-    bound size and time, and keep its browser usable afterwards.
+    most 60, and dropped without completing the body); ``/lab/slow-drip?s=N``
+    (a chunked body that trickles one short paragraph every 200 ms for N
+    seconds, default and at most 60, then ends: no single read ever waits
+    long, only the whole does); ``/lab/js-loop`` (``while (true) {}`` after
+    ``load``); ``/lab/popup`` (``window.open`` of ``/lab/popup/child`` and an
+    off-site URL on ``load``).  The index also lists two hostile pages that
+    live elsewhere: ``/lab/redirect/loop-a`` (an endless redirect loop) and
+    ``/lab/malformed`` (broken markup, which is not an error).  The crawler
+    must bound size and time, and keep its browser usable afterwards.
 
 Control endpoints (never counted themselves)
     ``GET /lab/_stats`` returns ``{request target: count}`` for every request
@@ -261,6 +267,8 @@ class LabPaths:
     binary_bytes: int = 65_536
     never_finishes: str = "/lab/never-finishes"
     never_finishes_max_s: int = 60
+    slow_drip: str = "/lab/slow-drip"
+    slow_drip_max_s: int = 60
     js_loop: str = "/lab/js-loop"
     popup: str = "/lab/popup"
     popup_child: str = "/lab/popup/child"
@@ -395,7 +403,7 @@ async def _index(request: web.Request) -> web.Response:
         lab_pages.simple(
             "Crawler lab",
             "Scenarios for testing a crawler. The hostile pages (huge, binary, never-finishes, "
-            "js-loop, popup) are listed on /lab/hostile/ and deliberately not linked here.",
+            "slow-drip, js-loop, popup) are listed on /lab/hostile/ and deliberately not linked here.",
             links=links,
         )
     )
@@ -406,8 +414,12 @@ async def _hostile_index(request: web.Request) -> web.Response:
         ("/lab/huge?mb=1", "A 1 MiB page"),
         ("/lab/binary", "Binary bytes served as HTML"),
         ("/lab/never-finishes", "A response that never finishes"),
+        ("/lab/huge?mb=1&chunked=1", "A 1 MiB page whose size is declared nowhere"),
+        ("/lab/slow-drip", "A body that trickles in for a minute"),
         ("/lab/js-loop", "A script that never returns"),
         ("/lab/popup", "A page that opens pop-ups"),
+        ("/lab/redirect/loop-a", "Redirects that never end"),
+        ("/lab/malformed", "Broken markup"),
     )
     return _html(lab_pages.simple("Hostile pages", "Each of these tries to break a crawler.", links=links))
 
@@ -648,7 +660,10 @@ async def _huge(request: web.Request) -> web.StreamResponse:
     para = b"<p>" + b"Filler text that makes this page very large. " * 20 + b"</p>\n"
     total = max(int(mb * 1024 * 1024), len(head) + len(tail))
     resp = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
-    resp.content_length = total
+    if request.query.get("chunked") == "1":
+        resp.enable_chunked_encoding()
+    else:
+        resp.content_length = total
     await resp.prepare(request)
     remaining = total - len(head) - len(tail)
     chunk = para * (65536 // len(para))
@@ -674,7 +689,7 @@ async def _binary(request: web.Request) -> web.Response:
 async def _never_finishes(request: web.Request) -> web.StreamResponse:
     seconds = _number(request, "s", lab_paths().never_finishes_max_s, 0, lab_paths().never_finishes_max_s)
     resp = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
-    resp.content_length = 1024 * 1024  # promised, never delivered
+    resp.content_length = 64 * 1024  # promised (a modest size, so only time can stop it), never delivered
     await resp.prepare(request)
     await resp.write(
         b"<!DOCTYPE html>\n<html><head><title>Never finishes | Showroom Lab</title></head><body><main>\n"
@@ -684,6 +699,26 @@ async def _never_finishes(request: web.Request) -> web.StreamResponse:
     # Drop the connection with the body incomplete; the client sees a truncated response.
     if request.transport is not None:
         request.transport.close()
+    return resp
+
+
+async def _slow_drip(request: web.Request) -> web.StreamResponse:
+    seconds = _number(request, "s", lab_paths().slow_drip_max_s, 0, lab_paths().slow_drip_max_s)
+    resp = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    try:
+        await resp.write(b"<!DOCTYPE html>\n<html><head><title>Slow drip | Showroom Lab</title></head><body><main>\n")
+        drop = 0
+        while loop.time() < end and await _pause(request, min(0.2, end - loop.time())):
+            drop += 1
+            await resp.write(b"<p>Drop %d.</p>\n" % drop)
+        await resp.write(b"</main></body></html>\n")
+        await resp.write_eof()
+    except ConnectionError:  # the client gave up waiting: nothing to report
+        pass
     return resp
 
 
@@ -791,6 +826,7 @@ def add_lab(app: web.Application, static_pages: int = DEFAULT_STATIC_PAGES) -> N
     r.add_get("/lab/huge", _huge)
     r.add_get("/lab/binary", _binary)
     r.add_get("/lab/never-finishes", _never_finishes)
+    r.add_get("/lab/slow-drip", _slow_drip)
     r.add_get("/lab/js-loop", _js_loop)
     r.add_get("/lab/popup", _popup)
     r.add_get("/lab/popup/child", _popup_child)

@@ -5,11 +5,15 @@ Re-fetches of a known page are conditional (``If-None-Match`` /
 304 costs one cheap request and no browser at all.
 
 Plain-HTTP redirects are followed one hop at a time, each hop checked by the
-SSRF guard and the crawl's scope *before* connecting; bodies are capped.
+SSRF guard and the crawl's scope *before* connecting.  Every limit is a
+setting: bodies are capped in bytes (``too_large``), a whole fetch in time
+(``timeout``, even for a body that trickles in), redirects in number
+(``redirect_loop``); bytes that are not text are refused (``binary_content``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ from showroom.common.topology import url_key
 from showroom.scraper.adaptive import needs_rendering, url_pattern
 from showroom.scraper.browser import BrowserPool
 from showroom.scraper.errors import PermanentFetchError, TransientFetchError
+from showroom.scraper.sniff import looks_binary
 from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope, normalize_url
 
@@ -74,6 +79,7 @@ class Fetcher:
         hints: KeyValue,
         max_bytes: int = 10 * 1024 * 1024,
         max_redirects: int = 10,
+        fetch_timeout_s: float = 30.0,
     ) -> None:
         self.http = http
         self.browser = browser
@@ -81,6 +87,7 @@ class Fetcher:
         self.hints = hints
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
+        self.fetch_timeout_s = fetch_timeout_s
         self._hint_cache: dict[str, Mode] = {}
 
     async def fetch(self, url: str, spec: CrawlSpec, scope: Scope, prev: PageRecord | None) -> Fetched:
@@ -105,6 +112,14 @@ class Fetcher:
         return Fetched(url, r.final_url, r.status_code, r.html, r.links, r.fetch_ms, "browser", r.etag, r.last_modified)
 
     async def http_get(self, url: str, scope: Scope, prev: PageRecord | None = None) -> Fetched:
+        """GET ``url`` over plain HTTP within ``fetch_timeout_s``, following redirects hop by hop."""
+        try:
+            async with asyncio.timeout(self.fetch_timeout_s):
+                return await self._http_get(url, scope, prev)
+        except TimeoutError as exc:
+            raise TransientFetchError("timeout", f"response not complete within {self.fetch_timeout_s:g} s") from exc
+
+    async def _http_get(self, url: str, scope: Scope, prev: PageRecord | None) -> Fetched:
         headers = {}
         if prev is not None:
             if prev.etag:
@@ -135,6 +150,8 @@ class Fetcher:
                         raise PermanentFetchError("not_html", ctype)
                     body = await _read_capped(resp, self.max_bytes)
                     html = body.decode(resp.encoding or "utf-8", errors="replace")
+                    if looks_binary(html):
+                        raise PermanentFetchError("binary_content", f"{ctype} body is not text")
                     return Fetched(
                         url, current, resp.status_code, html, None, _ms(t0), "http",
                         resp.headers.get("etag"), resp.headers.get("last-modified"),

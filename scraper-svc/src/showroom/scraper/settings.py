@@ -27,13 +27,24 @@ class ScraperSettings(ServiceSettings):
     """Navigations before the browser context (and with it every renderer process) is replaced."""
     """Navigations before a browser page is replaced (a reused renderer's memory grows without bound)."""
 
+    script_timeout_ms: int = Field(default=5_000, ge=100)
+    """How long page scripts may keep the renderer busy: reading the DOM after ``load``, or probing a page whose
+    ``load`` never came.  Longer gives ``script_timeout`` (``while (true) {}`` never ends, so it is not retried)."""
+
     http_timeout_s: float = 15.0
+    """Per network operation (connect, each read) of a plain-HTTP fetch."""
+    fetch_timeout_s: float = Field(default=30.0, gt=0)
+    """A whole plain-HTTP fetch, redirects included: a body trickling in, each read in time, still ends here."""
+
+    max_redirects: int = Field(default=10, ge=0, le=20)
+    """Redirects followed for one page, over plain HTTP and in the browser, before it fails with ``redirect_loop``."""
 
     max_attempts: int = Field(default=4, ge=1, le=20)
     """Fetch attempts per URL before it is recorded as failed (and dead-lettered)."""
 
-    max_page_bytes: int = 10 * 1024 * 1024
-    """Larger pages are refused (``too_large``) instead of filling memory."""
+    max_page_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Larger documents are refused (``too_large``) instead of filling memory: over plain HTTP as the body is read;
+    in the browser when the response declares a larger size, else once loaded."""
 
     task_ack_wait_s: float = 60.0
     """A task not acked within this time (its scraper died) goes to another scraper; must exceed the slowest page."""
