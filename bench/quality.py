@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.eval.dataset import BASE_URL, pages, questions
-from showroom.common.events import AskRequest, SearchRequest
+from showroom.common.events import AskRequest, ProductSearchRequest, SearchRequest
 from showroom.indexer.embedding import load_embedder
 from showroom.indexer.indexing import Indexer
 from showroom.indexer.store import open_store
@@ -47,6 +47,9 @@ async def run(embedder_name: str, verbose: bool, top_k: int) -> dict[str, float]
         async def search(request: SearchRequest):  # type: ignore[no-untyped-def]
             return (await indexer.search(request)).hits
 
+        async def products(request: ProductSearchRequest):  # type: ignore[no-untyped-def]
+            return (await indexer.products(request)).products
+
         answerer = ExtractiveAnswerer()
         r1: list[float] = []
         r5: list[float] = []
@@ -54,7 +57,7 @@ async def run(embedder_name: str, verbose: bool, top_k: int) -> dict[str, float]
         correct: dict[str, list[bool]] = defaultdict(list)
         for q in questions():
             request = AskRequest(question=q.question, brand=q.brand, top_k=top_k)
-            answer = await answer_question(request, search, answerer, search_top_k=8)
+            answer = await answer_question(request, search, answerer, search_top_k=8, products=products)
             refused = answer.answer == REFUSAL
             if q.kind == "unanswerable":
                 correct["refused"].append(refused)

@@ -43,6 +43,10 @@ _SYNONYMS = {
     "channels": ("channel", "channels"),
     "weigh": ("weight",),
     "heavy": ("weight",),
+    "heavier": ("weight",),
+    "lighter": ("weight",),
+    "cheaper": ("price",),
+    "pricier": ("price",),
 }
 
 
@@ -108,6 +112,31 @@ def _units(source: Source) -> list[_Unit]:
     return list({(u.text, u.heading): u for u in units}.values())
 
 
+# Comparison questions: the word that asks for the smaller (min) or the larger (max) value.
+_COMPARATIVES = {
+    **dict.fromkeys(("less", "cheaper", "lower", "smaller", "lighter", "fewer", "shorter", "quieter"), min),
+    **dict.fromkeys(("more", "pricier", "bigger", "larger", "heavier", "higher", "greater", "longer", "louder"), max),
+}
+_COMPARE_WORDS = frozenset({"compare", "comparison", "between", "versus", "vs", "difference", "both", *_COMPARATIVES})
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def product_codes(question: str) -> list[str]:
+    """Model codes the question names ("nw-5", "px-4"), in order, once each."""
+    return [t for t in dict.fromkeys(terms(question)) if _CODE.match(t)]
+
+
+def _display_name(source: Source) -> str:
+    return source.title.split(" | ", 1)[0].strip() or source.url
+
+
+def _quantity(text: str) -> tuple[float, str] | None:
+    """A spec row's value as (number, what surrounds it): "Weight: 4.6 kg" -> (4.6, " kg")."""
+    value = text.split(":", 1)[-1]
+    m = _NUMBER.search(value)
+    return (float(m.group(0).replace(",", "")), value[: m.start()] + value[m.end() :]) if m else None
+
+
 class ExtractiveAnswerer:
     """Picks the sentence or spec row that best matches the question and quotes it, citing its page.
 
@@ -115,6 +144,9 @@ class ExtractiveAnswerer:
       pages whose identity matches best are considered, so "the NW-7's power" never quotes the NW-5.
     * Within those, units are scored by the question's other words (IDF-weighted, spec keys and
       section headings count extra), and retrieval rank breaks ties.
+    * A question naming two or more products found among the sources ("which costs less, the
+      NW-5 or the NW-8?") is answered per product, each quote citing its own page; when the
+      question asks for the smaller or larger value and both are numbers, the answer says which.
     * It refuses when the question names a product code no source mentions, or when the best unit
       covers less than half of what was asked.
     """
@@ -135,20 +167,67 @@ class ExtractiveAnswerer:
         if any(_CODE.match(t) and t not in all_text for t in wanted):
             return REFUSAL, {}  # it asks about a product (code) none of the pages is about
 
-        df = Counter(t for u in candidates for t in set(terms(u.text)))
-        n_units = len(candidates)
-
         # Words that name the product ("Cobalt MX-8 Analog Mixer") pick the page, not the sentence.
         identity = {src.n: {t for h in src.chunks for t in terms(h.text.splitlines()[0])} | set(terms(src.title))
                     for src in sources}  # fmt: skip
-        id_df = Counter(t for ids in identity.values() for t in ids)
+        codes = product_codes(question)
+        if len(codes) >= 2 and (compared := self._compare(question, wanted, codes, candidates, identity)):
+            return compared
+        best = self._best(wanted, candidates, identity)
+        if best is None:
+            return REFUSAL, {}
+        text = f'From the crawled pages (extractive answer, no LLM): "{best.text}" [{best.source.n}]'
+        return text, {best.source.n: best.text}
+
+    def _compare(self, question: str, wanted: set[str], codes: list[str], candidates: list[_Unit],
+                 identity: dict[int, set[str]]) -> tuple[str, dict[int, str]] | None:  # fmt: skip
+        """One quote per named product, from that product's own page; None unless two are found."""
+        asked = wanted - _COMPARE_WORDS
+        picks: list[_Unit] = []
+        for code in codes:
+            own = [u for u in candidates if code in identity[u.source.n]]
+            best = self._best(asked - (set(codes) - {code}), own, identity) if own else None
+            if best is not None and all(best.source.n != p.source.n for p in picks):
+                picks.append(best)
+        if len(picks) < 2:
+            return None
+        quotes = "; ".join(f'{_display_name(u.source)}: "{u.text}" [{u.source.n}]' for u in picks)
+        text = f"From the crawled pages (extractive answer, no LLM): {quotes}."
+        pick = next((_COMPARATIVES[w] for w in terms(question) if w in _COMPARATIVES), None)
+        quantities = [_quantity(u.text) for u in picks]
+        values = [q[0] for q in quantities if q]
+        # A verdict only between like spec rows in one unit ("Weight: 4.6 kg" vs "Weight: 7.2 kg").
+        like = (
+            ":" in picks[0].text
+            and len({u.text.split(":", 1)[0].strip().lower() for u in picks}) == 1
+            and len(values) == len(picks)
+            and len({q[1].strip().lower() for q in quantities if q}) == 1
+        )
+        if pick is not None and like and len(set(values)) == len(values):
+            winner = picks[values.index(pick(values))]
+            key = winner.text.split(":", 1)[0].strip().lower()
+            extreme = "lowest" if pick is min else "highest"
+            if len(picks) == 2:
+                extreme = "lower" if pick is min else "higher"
+            text += f" The {_display_name(winner.source)} has the {extreme} {key} [{winner.source.n}]."
+        return text, {u.source.n: u.text for u in picks}
+
+    def _best(self, wanted: set[str], candidates: list[_Unit], identity: dict[int, set[str]]) -> _Unit | None:
+        """The unit that best answers ``wanted`` among ``candidates``, or None when none covers
+        enough of what was asked."""
+        if not candidates or not wanted:
+            return None
+        df = Counter(t for u in candidates for t in set(terms(u.text)))
+        n_units = len(candidates)
+        pages = {u.source.n: u.source for u in candidates}
+        id_df = Counter(t for n in pages for t in identity[n])
 
         def id_match(src: Source) -> float:
             return sum(1 / id_df[t] for t in wanted & identity[src.n])
 
-        best_id = max(id_match(src) for src in sources)
+        best_id = max(id_match(src) for src in pages.values())
         if best_id > 0:
-            keep = {src.n for src in sources if id_match(src) >= best_id - 1e-9}
+            keep = {n for n, src in pages.items() if id_match(src) >= best_id - 1e-9}
             candidates = [u for u in candidates if u.source.n in keep]
 
         def asked(u: _Unit) -> set[str]:
@@ -173,9 +252,8 @@ class ExtractiveAnswerer:
         need = asked(best)
         covered = sum(1 for t in need if t in set(terms(best.text)) | set(terms(best.heading)))
         if covered == 0 or covered < self.min_coverage * len(need):
-            return REFUSAL, {}
-        text = f'From the crawled pages (extractive answer, no LLM): "{best.text}" [{best.source.n}]'
-        return text, {best.source.n: best.text}
+            return None
+        return best
 
     async def stream(self, question: str, sources: list[Source], snippets: dict[int, str]) -> AsyncIterator[str]:
         # Nothing to stream token by token: the quote is ready at once, as one chunk.

@@ -10,6 +10,7 @@ citations (or ``{"type": "error", "detail": ...}``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -17,7 +18,17 @@ from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage, PullSub
 
 from showroom.common.bus import dead_letters, decode, make_broker, publish_event
-from showroom.common.events import Answer, AskRequest, PageIndexed, QuestionAnswered, SearchRequest, SearchResponse
+from showroom.common.events import (
+    Answer,
+    AskRequest,
+    PageIndexed,
+    ProductSearchRequest,
+    ProductSearchResponse,
+    ProductSummary,
+    QuestionAnswered,
+    SearchRequest,
+    SearchResponse,
+)
 from showroom.common.service import build_app
 from showroom.common.topology import QueueGroups, Streams, Subjects
 from showroom.rag.answerers import Answerer, ExtractiveAnswerer, GeminiAnswerer
@@ -56,6 +67,14 @@ async def search(request: SearchRequest) -> list:  # type: ignore[type-arg]
     return response.hits
 
 
+async def products(request: ProductSearchRequest) -> list[ProductSummary]:
+    reply = await broker.request(request, Subjects.PRODUCTS, timeout=settings.search_timeout_s)
+    response = ProductSearchResponse.model_validate_json(reply.body)
+    if response.error:
+        raise RuntimeError(f"index.products failed: {response.error}")
+    return response.products
+
+
 async def cached_answer(request: AskRequest) -> tuple[str | None, Answer | None]:
     cache = _deps.get("cache")
     if cache is None:
@@ -78,6 +97,20 @@ async def remember(key: str | None, answer: Answer) -> None:
         log.exception("answer cache write failed")
 
 
+_audits: set[asyncio.Task[None]] = set()
+
+
+def audit_later(request: AskRequest, answer: Answer) -> None:
+    """Record the answer once the caller has it: the audit trail is not part of what a question waits for."""
+    task = asyncio.create_task(audit(request, answer))
+    _audits.add(task)
+    task.add_done_callback(_audits.discard)
+
+
+async def drain_audits() -> None:
+    await asyncio.gather(*_audits, return_exceptions=True)
+
+
 async def audit(request: AskRequest, answer: Answer) -> None:
     event = QuestionAnswered(
         question=request.question,
@@ -89,7 +122,10 @@ async def audit(request: AskRequest, answer: Answer) -> None:
         refused=not answer.citations,
         cached=answer.cached,
     )
-    await publish_event(broker, event, Subjects.ANSWERED, stream=Streams.ANSWERS.name)
+    try:
+        await publish_event(broker, event, Subjects.ANSWERED, stream=Streams.ANSWERS.name)
+    except Exception:  # the caller already has its answer; the record is what is lost
+        log.exception("audit of an answer failed")
 
 
 async def answer_with_cache(request: AskRequest) -> Answer:
@@ -97,7 +133,12 @@ async def answer_with_cache(request: AskRequest) -> Answer:
     if hit is not None:
         return hit.model_copy(update={"cached": True, "latency_ms": 0.0})
     answer = await answer_question(
-        request, search, answerer, search_top_k=settings.search_top_k, min_score=settings.min_score
+        request,
+        search,
+        answerer,
+        search_top_k=settings.search_top_k,
+        min_score=settings.min_score,
+        products=products,
     )
     await remember(key, answer)
     return answer
@@ -110,7 +151,7 @@ async def on_ask(request: AskRequest) -> Answer:
     except Exception as exc:  # the caller gets a reason, never a hang
         log.exception("answering failed")
         return Answer(question=request.question, answer="", model=answerer.model, citations=[], error=str(exc)[:300])
-    await audit(request, answer)
+    audit_later(request, answer)
     return answer
 
 
@@ -130,7 +171,12 @@ async def on_ask_stream(request: AskStreamRequest) -> None:
         else:
             answer = None
             async for item in stream_answer(
-                ask, search, answerer, search_top_k=settings.search_top_k, min_score=settings.min_score
+                ask,
+                search,
+                answerer,
+                search_top_k=settings.search_top_k,
+                min_score=settings.min_score,
+                products=products,
             ):
                 if isinstance(item, Answer):
                     answer = item
@@ -143,7 +189,7 @@ async def on_ask_stream(request: AskStreamRequest) -> None:
         log.exception("streamed answering failed")
         await send({"type": "error", "detail": str(exc)[:300]})
         return
-    await audit(ask, answer)
+    audit_later(ask, answer)
 
 
 @broker.subscriber(
@@ -173,4 +219,4 @@ async def open_cache() -> None:
     _deps["cache"] = await AnswerCache.open(js, settings.answer_cache_ttl_s, settings.stream_replicas)
 
 
-app = build_app(broker, settings, on_startup=[open_cache])
+app = build_app(broker, settings, on_startup=[open_cache], on_shutdown=[drain_audits])
