@@ -34,6 +34,7 @@ from showroom.common.inflight import inflight_total
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.answers import router as answers_router
 from showroom.gateway.auth import KeyRing, Scope, require_scope
+from showroom.gateway.bodylimit import BodySizeLimit
 from showroom.gateway.brands import router as brands_router
 from showroom.gateway.brands import run_brands
 from showroom.gateway.crawls import CrawlAccepted, start_crawl
@@ -93,16 +94,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="Crawl music-equipment brand sites and answer questions about their products, with citations.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
-        # Larger bodies are refused (413) before a byte of them is read.
-        max_body_size=settings.max_body_bytes,
     )
 
     def scoped(scope: Scope) -> list[Any]:
         return [Depends(require_scope(scope))]
 
     authed = scoped(Scope.CRAWL)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # inside instrument's: 413s are counted
     instrument(app, broker)
-    install_error_handlers(app, settings.max_body_bytes)
+    install_error_handlers(app)
     app.state.settings = settings
     app.state.keys = KeyRing(settings)
     app.include_router(system_router, dependencies=scoped(Scope.ADMIN))

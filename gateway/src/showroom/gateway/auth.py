@@ -54,8 +54,9 @@ def require_scope(scope: Scope) -> Callable[..., ApiKeyEntry]:
         if entry is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key")
         if not entry.allows(scope):
+            needed = _route_scope(request, scope)
             raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope.value!r} scope, which this route needs"
+                status.HTTP_403_FORBIDDEN, f"this API key lacks the {needed.value!r} scope, which this route needs"
             )
         # A route may stack scopes (a router's and its own): one request spends one token.
         charged = getattr(request.state, "api_key_name", None) is not None
@@ -71,3 +72,18 @@ def require_scope(scope: Scope) -> Callable[..., ApiKeyEntry]:
     check.__name__ = f"require_{scope.value}"
     check.scope = scope  # type: ignore[attr-defined]  # what tests read to find each route's scope
     return check
+
+
+def _route_scope(request: Request, scope: Scope) -> Scope:
+    """The highest scope the matched route requires: a router may admit ``crawl`` keys while one
+    of its routes also requires ``admin``, and a refusal should name what would let the key in."""
+    found = [scope]
+    todo = [getattr(request.scope.get("route"), "dependant", None)]
+    while todo:
+        dep = todo.pop()
+        if dep is None:
+            continue
+        if isinstance(required := getattr(dep.call, "scope", None), Scope):
+            found.append(required)
+        todo.extend(dep.dependencies)
+    return max(found, key=lambda s: s.rank)

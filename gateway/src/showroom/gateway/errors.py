@@ -53,11 +53,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 ERROR_RESPONSES = error_responses(401, 403, 413, 429, 503, 504)
 
 
-def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
-    async def body_too_large(_: Request, exc: Exception) -> JSONResponse:
-        detail = f"request body too large: the limit is {max_body_bytes} bytes"
-        return JSONResponse({"detail": detail}, status_code=413, headers=getattr(exc, "headers", None))
-
+def install_error_handlers(app: FastAPI) -> None:
     async def bus_timeout(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s: the bus timed out (%s)", request.method, request.url.path, exc)
         return JSONResponse({"detail": "the message bus did not answer in time"}, status_code=504)
@@ -66,6 +62,5 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
         log.error("%s %s: bus error %r", request.method, request.url.path, exc)
         return JSONResponse({"detail": f"the message bus is unavailable ({type(exc).__name__})"}, status_code=503)
 
-    app.add_exception_handler(413, body_too_large)
     app.add_exception_handler(NatsTimeout, bus_timeout)
     app.add_exception_handler(NatsError, bus_error)
