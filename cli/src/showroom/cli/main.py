@@ -83,6 +83,14 @@ async def watch(client: GatewayClient, crawls: dict[str, str], interval: float =
     return final
 
 
+async def follow(client: GatewayClient, crawl_id: str, label: str, wait: bool) -> None:
+    """Say a crawl is queued; with ``wait``, show its progress and then its final counts."""
+    console.print(f"crawl {crawl_id} queued")
+    if wait:
+        st = (await watch(client, {crawl_id: label}))[crawl_id]
+        console.print_json(data=st["counts"])
+
+
 def print_answer(answer: dict[str, Any]) -> None:
     console.print(f"\n[bold]Q:[/bold] {answer['question']}")
     console.print(f"[bold]A:[/bold] {answer['answer']}  [dim]({answer['model']}, {answer['latency_ms']:.0f} ms)[/dim]")
@@ -171,11 +179,7 @@ def crawl_cmd(
             spec: dict[str, Any] = {"max_pages": max_pages, "max_depth": max_depth}
             if allowed_domain:
                 spec["allowed_domains"] = allowed_domain
-            cid = await client.crawl(brand, start_urls, **spec)
-            console.print(f"crawl {cid} queued")
-            if wait:
-                st = (await watch(client, {cid: brand}))[cid]
-                console.print_json(data=st["counts"])
+            await follow(client, await client.crawl(brand, start_urls, **spec), brand, wait)
 
     _run(run())
 
@@ -240,11 +244,7 @@ def brands_crawl(
 
     async def run() -> None:
         async with _client() as client:
-            cid = await client.crawl_brand(brand)
-            console.print(f"crawl {cid} queued")
-            if wait:
-                st = (await watch(client, {cid: brand}))[cid]
-                console.print_json(data=st["counts"])
+            await follow(client, await client.crawl_brand(brand), brand, wait)
 
     _run(run())
 
