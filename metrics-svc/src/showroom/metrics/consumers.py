@@ -36,6 +36,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from showroom.common.bus import REDRIVE_FOR_HEADER
 from showroom.common.events import (
     CrawlFinished,
     CrawlRequested,
@@ -206,6 +207,8 @@ class EventCounter:
                 seq = msg.metadata.sequence.stream
                 model = model_for(msg.subject)
                 event, unreadable = None, False
+                if REDRIVE_FOR_HEADER in (msg.headers or {}):
+                    model = None  # a re-driven copy of an event already counted
                 if model is not None:
                     try:
                         event = model.model_validate_json(msg.data)
