@@ -59,8 +59,9 @@ class AnswerCache:
             kv = await js.key_value(BUCKET)
         except Exception:  # not found; nats-py's error class differs by version
             kv = await js.create_key_value(
+                # direct: any replica serves a read itself (a hit is one read), not via the stream leader's API
                 KeyValueConfig(bucket=BUCKET, description="Answers by normalised question; u.<url> -> citing keys",
-                               ttl=ttl_s, replicas=replicas, storage=StorageType.FILE)
+                               ttl=ttl_s, replicas=replicas, storage=StorageType.FILE, direct=True)
             )  # fmt: skip
         return cls(kv)
 
