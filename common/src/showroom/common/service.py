@@ -3,8 +3,9 @@
 A service module builds its ``NatsBroker`` and subscribers, then calls
 :func:`build_app`; ``python -m showroom.<service>`` calls :func:`serve`, which
 runs it under uvicorn.  uvicorn turns SIGTERM/SIGINT into a graceful
-shutdown: the broker stops fetching, finishes the messages in hand, then
-closes.
+shutdown: the broker stops fetching, finishes the messages in hand, hands
+back (NAKs) those it fetched but had not started (:mod:`showroom.common.drain`),
+then closes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.nats import NatsBroker
 from prometheus_client import make_asgi_app
 
+from showroom.common.drain import hand_back_on_stop
 from showroom.common.settings import ServiceSettings
 from showroom.common.telemetry import setup_logging
 from showroom.common.topology import Subjects, ensure_topology
@@ -79,6 +81,9 @@ def build_app(
             await hook()
         await answer_health(broker, ready)
 
+    async def hand_back_unfinished_on_stop() -> None:
+        hand_back_on_stop(broker)
+
     @get(include_in_schema=False)
     async def readyz(scope: object) -> AsgiResponse:
         ok = ready() and await broker.ping(timeout=1)
@@ -92,7 +97,7 @@ def build_app(
             ("/metrics", make_asgi_app()),
         ],
         on_startup=[connect_and_declare],
-        after_startup=list(after_startup),
+        after_startup=[hand_back_unfinished_on_stop, *after_startup],
         on_shutdown=list(on_shutdown),
         after_shutdown=list(after_shutdown),
     )
