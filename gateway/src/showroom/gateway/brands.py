@@ -16,7 +16,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
 from faststream.nats import NatsBroker
-from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -92,12 +91,14 @@ class BrandRegistry:
         return written
 
     async def list(self) -> list[Brand]:
-        try:
-            keys = await self.brands.keys()
-        except NoKeysError:
-            return []
-        found = [(await kv_get(self.brands, k, Brand))[0] for k in sorted(keys) if is_brand_slug(k)]
-        return [b for b in found if b is not None]
+        # The keys come from one stream-info request.  ``KeyValue.keys()`` would open a watcher: a
+        # consumer the server keeps for minutes, too many of them for a scheduler listing every tick.
+        prefix = f"$KV.{Buckets.BRANDS.name}."
+        js = self.broker.config.connection_state.stream
+        info = await js.stream_info(f"KV_{Buckets.BRANDS.name}", subjects_filter=f"{prefix}>")
+        keys = sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {})
+        found = [(await kv_get(self.brands, k, Brand))[0] for k in keys if is_brand_slug(k)]
+        return [b for b in found if b is not None]  # deleted keys read as None
 
     async def get(self, slug: str) -> Brand:
         brand = (await kv_get(self.brands, slug, Brand))[0] if is_brand_slug(slug) else None

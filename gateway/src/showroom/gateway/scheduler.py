@@ -32,6 +32,7 @@ class Scheduler:
         self.brand_delay = timedelta(seconds=brand_delay_s)
         self.ticks = 0
         """Ticks completed; lets tests wait for "the schedulers have looked again" instead of sleeping."""
+        self._stopping = asyncio.Event()
 
     async def tick(self) -> list[str]:
         """Start the crawls that are due now (within the delay between brands); returns their ids."""
@@ -63,20 +64,24 @@ class Scheduler:
 
     async def run(self) -> None:
         log.info("scheduler running (tick %.1fs, %s between brands)", self.tick_s, self.brand_delay)
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.tick()
             except Exception:  # NATS restarting, say: log it and look again next tick
                 log.exception("scheduler tick failed")
-            await asyncio.sleep(self.tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.tick_s)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Scheduler]:
-        """Run in the background for the duration of the block; cancelled when it ends."""
+        """Run in the background for the duration of the block; stopped when it ends."""
         task = asyncio.create_task(self.run(), name="brand-scheduler")
         try:
             yield self
         finally:
+            # The flag as well as the cancel: Python 3.11's wait_for (inside nats-py's requests) can
+            # swallow a cancellation that arrives as its reply does, and the loop would go on.
+            self._stopping.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
