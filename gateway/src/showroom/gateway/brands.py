@@ -26,6 +26,7 @@ from showroom.common.events import BRAND_PATTERN, CrawlStatus, is_brand_slug, ne
 from showroom.common.topology import Buckets
 from showroom.gateway.auth import Scope, require_scope
 from showroom.gateway.crawls import CrawlAccepted, start_crawl
+from showroom.gateway.errors import error_responses
 from showroom.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class BrandRegistry:
 @contextlib.asynccontextmanager
 async def run_brands(app: FastAPI, broker: NatsBroker, settings: GatewaySettings) -> AsyncIterator[BrandRegistry]:
     """For the gateway's lifespan: the registry (loaded from ``brands_file``) and, if enabled, its scheduler."""
-    from showroom.gateway.scheduler import Scheduler
+    from showroom.gateway.scheduler import Scheduler  # which imports this module
 
     js = broker.config.connection_state.stream
     registry = BrandRegistry(broker, await js.key_value(Buckets.BRANDS.name), await js.key_value(Buckets.CRAWLS.name))
@@ -205,7 +206,7 @@ async def list_brands(registry: Registry) -> list[BrandPublic]:
     return [await registry.public(b) for b in await registry.list()]
 
 
-@router.get("/v1/brands/{brand}", response_model=BrandPublic, responses={404: {}})
+@router.get("/v1/brands/{brand}", response_model=BrandPublic, responses=error_responses(404))
 async def get_brand(brand: Slug, registry: Registry) -> BrandPublic:
     """One brand's definition, schedule and last crawl."""
     try:
@@ -214,7 +215,12 @@ async def get_brand(brand: Slug, registry: Registry) -> BrandPublic:
         raise _not_found(brand) from None
 
 
-@router.put("/v1/brands/{brand}", response_model=BrandPublic, dependencies=admin, responses={201: {}})
+@router.put(
+    "/v1/brands/{brand}",
+    response_model=BrandPublic,
+    dependencies=admin,
+    responses={201: {"model": BrandPublic, "description": "A new brand, defined"}},
+)
 async def put_brand(
     brand: Annotated[str, Path(pattern=BRAND_PATTERN, description="Brand slug, e.g. `northwind`.")],
     definition: BrandDefinition,
@@ -227,7 +233,9 @@ async def put_brand(
     return await registry.public(entry)
 
 
-@router.delete("/v1/brands/{brand}", status_code=status.HTTP_204_NO_CONTENT, dependencies=admin, responses={404: {}})
+@router.delete(
+    "/v1/brands/{brand}", status_code=status.HTTP_204_NO_CONTENT, dependencies=admin, responses=error_responses(404)
+)
 async def delete_brand(brand: Slug, registry: Registry) -> Response:
     """Remove a brand from the registry (a crawl in progress goes on).  A brand still in the registry
     file comes back at the next gateway start."""
@@ -242,7 +250,7 @@ async def delete_brand(brand: Slug, registry: Registry) -> Response:
     "/v1/brands/{brand}/crawl",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CrawlAccepted,
-    responses={404: {}, 409: {"description": "The brand's last crawl is still in progress, or it is disabled."}},
+    responses=error_responses(404, 409),
 )
 async def crawl_brand(brand: Slug, registry: Registry, request: Request) -> CrawlAccepted:
     """Crawl a registered brand now, with its registry definition."""
