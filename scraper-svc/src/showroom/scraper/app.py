@@ -159,6 +159,9 @@ async def start_dependencies() -> None:
             settle_timeout_ms=settings.settle_timeout_ms,
             recycle_after=settings.recycle_after,
             context_recycle_after=settings.context_recycle_after,
+            max_bytes=settings.max_page_bytes,
+            max_redirects=settings.max_redirects,
+            script_timeout_ms=settings.script_timeout_ms,
         )
         await pool.start()
     inflight = InflightCounter(kv[Buckets.INFLIGHT.name])
@@ -179,6 +182,8 @@ async def start_dependencies() -> None:
                 guard=guard,
                 hints=kv[Buckets.RENDER_HINTS.name],
                 max_bytes=settings.max_page_bytes,
+                max_redirects=settings.max_redirects,
+                fetch_timeout_s=settings.fetch_timeout_s,
             ),
             gate=HostGate(kv[Buckets.HOSTS.name]),
             inflight=inflight,

@@ -11,7 +11,18 @@ last page is replaced the context is closed and its renderers exit.
 
 Every request a page makes — sub-resources, XHR, redirects — passes the
 crawl's scope check and the SSRF guard in the browser itself, so a page
-cannot make the browser fetch hosts outside the crawl.
+cannot make the browser fetch hosts outside the crawl.  Playwright's routes
+never see redirects (it lets Chromium follow them), so each page also has a
+DevTools session that pauses every response: a redirect is checked the same
+way before Chromium follows it.  WebSockets, which routes do not see either,
+are refused outright.
+
+Hostile pages are bounded by settings: the document's size (refused as soon
+as its headers declare too much, else once loaded), its redirects, the
+navigation time, and how long its scripts may hold the renderer (a page
+whose ``load`` handler never returns, or whose DOM cannot be read, fails
+with ``script_timeout`` and its page is replaced).  Windows a page opens
+are closed at once.
 """
 
 from __future__ import annotations
@@ -21,14 +32,27 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    CDPSession,
+    Page,
+    Playwright,
+    Request,
+    Response,
+    Route,
+    WebSocketRoute,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from prometheus_client import Counter
 
 from showroom.scraper.errors import FetchError, PermanentFetchError, TransientFetchError
+from showroom.scraper.sniff import looks_binary
 from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope
 
@@ -36,9 +60,12 @@ log = logging.getLogger(__name__)
 
 BLOCKED_REQUESTS = Counter(
     "showroom_browser_blocked_requests_total",
-    "Browser requests aborted: out of the crawl's scope (or refused by the SSRF guard), or a blocked resource type",
+    "Browser requests aborted: out_of_scope, ssrf_refused, dns_error, redirect_loop, websocket, or a blocked "
+    "resource type",
     ["reason"],
 )
+POPUPS_CLOSED = Counter("showroom_browser_popups_closed_total", "Windows opened by crawled pages, closed at once")
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -70,9 +97,18 @@ class Rendered:
 class _Slot:
     page: Page
     context: BrowserContext
+    cdp: CDPSession | None
+    """Attached when the page is made (one attached later cannot reach a renderer busy in a script); it pauses
+    responses so redirects are checked before they are followed."""
+    main_frame_id: str = ""
+    redirects: int = 0
     navigations: int = 0
     scope: Scope | None = None
     block: frozenset[str] = frozenset()
+    refusal: asyncio.Future[FetchError] | None = None
+    """While a render is in progress: resolved by the request or response handler when the page's own document
+    must not load (out of scope, SSRF, too many redirects, too large, not HTML), so the render fails with that
+    reason instead of a generic navigation error."""
 
 
 class BrowserPool:
@@ -87,6 +123,9 @@ class BrowserPool:
         settle_timeout_ms: int = 1_500,
         recycle_after: int = 50,
         context_recycle_after: int = 100,
+        max_bytes: int = 10 * 1024 * 1024,
+        max_redirects: int = 10,
+        script_timeout_ms: int = 5_000,
     ) -> None:
         self.executable_path = executable_path
         self.size = size
@@ -96,6 +135,9 @@ class BrowserPool:
         self.settle_timeout_ms = settle_timeout_ms
         self.recycle_after = recycle_after
         self.context_recycle_after = context_recycle_after
+        self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self.script_timeout_ms = script_timeout_ms
         self._context_navigations = 0
         self._live_pages: dict[BrowserContext, int] = {}
         self._pw: Playwright | None = None
@@ -127,6 +169,7 @@ class BrowserPool:
             user_agent=self.user_agent, service_workers="block", java_script_enabled=True
         )
         await self._context.route("**/*", self._guard_request)
+        await self._context.route_web_socket("**/*", _refuse_web_socket)
         self._context_navigations = 0
         self._live_pages[self._context] = 0
 
@@ -136,7 +179,13 @@ class BrowserPool:
         assert self._context is not None
         page = await self._context.new_page()
         page.set_default_navigation_timeout(self.nav_timeout_ms)
-        slot = _Slot(page, self._context)
+        cdp = await self._context.new_cdp_session(page)
+        slot = _Slot(page, self._context, cdp)
+        slot.main_frame_id = (await cdp.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
+        cdp.on("Fetch.requestPaused", lambda event: self._check_redirect(slot, event))
+        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Response"}]})
+        page.on("popup", _close_popup)
+        page.on("response", lambda response: self._check_document(slot, response))
         self._by_page[page] = slot
         self._live_pages[self._context] = self._live_pages.get(self._context, 0) + 1
         return slot
@@ -149,28 +198,85 @@ class BrowserPool:
             if self._pw:
                 await self._pw.stop()
 
+    async def _refusal(self, slot: _Slot | None, url: str) -> FetchError | None:
+        """Why ``url`` must not be requested for ``slot``'s page (scope, then the SSRF guard), or None."""
+        if slot is None or slot.scope is None or not slot.scope.allows(url):
+            return PermanentFetchError("out_of_scope", url[:300])
+        if url.startswith(("http://", "https://")):
+            try:
+                await self.guard.check(urlsplit(url).hostname or "")
+            except FetchError as exc:
+                return exc
+        return None
+
     async def _guard_request(self, route: Route) -> None:
         request = route.request
         slot = None
         with contextlib.suppress(PlaywrightError):
             slot = self._by_page.get(request.frame.page)
-        url = request.url
-        allowed = slot is not None and slot.scope is not None and slot.scope.allows(url)
-        if allowed and slot is not None and request.resource_type in slot.block:
+        in_scope = slot is not None and slot.scope is not None and slot.scope.allows(request.url)
+        if in_scope and slot is not None and request.resource_type in slot.block:
             BLOCKED_REQUESTS.labels(request.resource_type).inc()
             await route.abort("blockedbyclient")
             return
-        if allowed and url.startswith(("http://", "https://")):
-            try:
-                await self.guard.check(urlsplit(url).hostname or "")
-            except FetchError:
-                allowed = False
-        if not allowed:
-            BLOCKED_REQUESTS.labels("out_of_scope").inc()
-            log.debug("blocked out-of-scope request %s", url)
-            await route.abort("blockedbyclient")
+        refusal = await self._refusal(slot, request.url)
+        if refusal is None:
+            await route.continue_()
             return
-        await route.continue_()
+        BLOCKED_REQUESTS.labels(refusal.reason).inc()
+        log.debug("blocked %s: %s", request.url, refusal)
+        if slot is not None and _is_document(slot, request):
+            _resolve(slot.refusal, refusal)
+        await route.abort("blockedbyclient")
+
+    async def _check_redirect(self, slot: _Slot, event: dict[str, Any]) -> None:
+        """A paused response: a redirect is followed only to a URL the request handler would let through."""
+        refusal: FetchError | None = None
+        try:
+            refusal = await self._redirect_refusal(slot, event)
+        finally:  # whatever happens, the paused response must be released
+            if slot.cdp is not None:
+                with contextlib.suppress(PlaywrightError):
+                    if refusal is None:
+                        await slot.cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+                    else:
+                        params = {"requestId": event["requestId"], "errorReason": "BlockedByClient"}
+                        await slot.cdp.send("Fetch.failRequest", params)
+
+    async def _redirect_refusal(self, slot: _Slot, event: dict[str, Any]) -> FetchError | None:
+        status = event.get("responseStatusCode") or 0
+        location = _header(event.get("responseHeaders") or [], "location")
+        if not (300 <= status < 400 and location):
+            return None
+        target = urljoin(event["request"]["url"], location)
+        refusal = await self._refusal(slot, target)
+        if refusal is not None and refusal.reason == "out_of_scope":
+            refusal = PermanentFetchError("redirect_out_of_scope", target[:300])
+        document = event.get("resourceType") == "Document" and event.get("frameId") == slot.main_frame_id
+        if document:
+            slot.redirects += 1
+            if refusal is None and slot.redirects > self.max_redirects:
+                refusal = PermanentFetchError("redirect_loop", f"more than {self.max_redirects} redirects")
+        if refusal is not None:
+            BLOCKED_REQUESTS.labels(refusal.reason).inc()
+            log.debug("refused a redirect to %s: %s", target, refusal)
+            if document:
+                _resolve(slot.refusal, refusal)
+        return refusal
+
+    def _check_document(self, slot: _Slot, response: Response) -> None:
+        """Refuse the page's own document from its headers: a declared size over the limit, or not HTML."""
+        if slot.refusal is None or slot.refusal.done() or not 200 <= response.status < 300:
+            return
+        if not _is_document(slot, response.request):
+            return
+        headers = response.headers
+        declared = headers.get("content-length", "")
+        ctype = headers.get("content-type", "text/html").split(";")[0].strip().lower()
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            _resolve(slot.refusal, PermanentFetchError("too_large", f"{declared} bytes > {self.max_bytes}"))
+        elif ctype not in _HTML_TYPES:
+            _resolve(slot.refusal, PermanentFetchError("not_html", ctype))
 
     async def render(self, url: str, scope: Scope, block: frozenset[str] = frozenset()) -> Rendered:
         """Load ``url`` in a pooled page and return its rendered DOM and links.
@@ -181,12 +287,16 @@ class BrowserPool:
         slot.block = block
         try:
             return await self._render_in(slot, url, scope)
-        except TransientFetchError:
-            # A page that timed out may still be busy; give the pool a fresh one.
-            slot = await self._replace(slot)
+        except FetchError as exc:
+            if exc.reason == "script_timeout":
+                await _stop_scripts(slot)
+            if exc.status_code is None:
+                # The page may still be loading, or running a script that never returns: give the pool a fresh one.
+                slot = await self._replace(slot)
             raise
         finally:
             slot.scope = None
+            slot.refusal = None
             slot.navigations += 1
             if slot.context is self._context:
                 self._context_navigations += 1
@@ -197,18 +307,10 @@ class BrowserPool:
 
     async def _render_in(self, slot: _Slot, url: str, scope: Scope) -> Rendered:
         slot.scope = scope
+        slot.redirects = 0
+        slot.refusal = refusal = asyncio.get_running_loop().create_future()
         t0 = time.perf_counter()
-        try:
-            response = await slot.page.goto(url, wait_until="load")
-        except PlaywrightTimeout as exc:
-            raise TransientFetchError("timeout", f"navigation exceeded {self.nav_timeout_ms} ms") from exc
-        except PlaywrightError as exc:
-            msg = str(exc)
-            if "ERR_BLOCKED_BY_CLIENT" in msg:
-                raise PermanentFetchError("out_of_scope", "navigation left the crawl's scope") from exc
-            if not (self._browser and self._browser.is_connected()):
-                await self._restart()
-            raise TransientFetchError("browser_error", msg.splitlines()[0][:300]) from exc
+        response = await self._navigate(slot, url, refusal)
         # Let scripts that render after `load` (XHR, hydration) finish; don't wait forever on chatty pages.
         with contextlib.suppress(PlaywrightTimeout, PlaywrightError):
             await slot.page.wait_for_load_state("networkidle", timeout=self.settle_timeout_ms)
@@ -223,15 +325,62 @@ class BrowserPool:
         if status >= 400:
             raise PermanentFetchError(f"http_{status}", status_code=status)
         try:
-            html = await slot.page.content()
-            links = await slot.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+            # A script that never yields blocks these reads; they are bounded like navigation is.
+            async with asyncio.timeout(self.script_timeout_ms / 1000):
+                html = await slot.page.content()
+                links = await slot.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        except TimeoutError as exc:
+            raise TransientFetchError("script_timeout", f"DOM not readable within {self.script_timeout_ms} ms") from exc
         except PlaywrightError as exc:
             raise TransientFetchError("browser_error", str(exc).splitlines()[0][:300]) from exc
+        if refusal.done():
+            raise refusal.result()
+        if (size := len(html.encode())) > self.max_bytes:
+            raise PermanentFetchError("too_large", f"{size} bytes rendered > {self.max_bytes}")
+        if looks_binary(html):
+            raise PermanentFetchError("binary_content", "the document is not text")
         headers = response.headers if response is not None else {}
         return Rendered(
             url, final_url, status, html, links, (time.perf_counter() - t0) * 1000,
             headers.get("etag"), headers.get("last-modified"),
         )  # fmt: skip
+
+    async def _navigate(self, slot: _Slot, url: str, refusal: asyncio.Future[FetchError]) -> Response | None:
+        """``goto`` until ``load``, unless the request or response handler refuses the document first."""
+        goto = asyncio.ensure_future(slot.page.goto(url, wait_until="load"))
+        await asyncio.wait((goto, refusal), return_when=asyncio.FIRST_COMPLETED)
+        if refusal.done():
+            goto.cancel()
+            await asyncio.gather(goto, return_exceptions=True)
+            raise refusal.result()
+        try:
+            return goto.result()
+        except PlaywrightTimeout as exc:
+            if not await self._responsive(slot.page):
+                raise TransientFetchError(
+                    "script_timeout", f"no load within {self.nav_timeout_ms} ms and scripts hold the renderer"
+                ) from exc
+            raise TransientFetchError("timeout", f"navigation exceeded {self.nav_timeout_ms} ms") from exc
+        except PlaywrightError as exc:
+            msg = str(exc)
+            if "ERR_TOO_MANY_REDIRECTS" in msg:
+                raise PermanentFetchError("redirect_loop", "the browser's own redirect limit") from exc
+            if "ERR_BLOCKED_BY_CLIENT" in msg:
+                raise PermanentFetchError("out_of_scope", "navigation left the crawl's scope") from exc
+            if not (self._browser and self._browser.is_connected()):
+                await self._restart()
+            raise TransientFetchError("browser_error", msg.splitlines()[0][:300]) from exc
+
+    async def _responsive(self, page: Page) -> bool:
+        """Does the page's main thread answer within the script timeout?  (It doesn't while a script loops.)"""
+        try:
+            async with asyncio.timeout(self.script_timeout_ms / 1000):
+                await page.evaluate("0")
+        except TimeoutError:
+            return False
+        except PlaywrightError:  # navigating or closed: not a script's fault
+            pass
+        return True
 
     async def _replace(self, slot: _Slot) -> _Slot:
         self._by_page.pop(slot.page, None)
@@ -260,3 +409,46 @@ class BrowserPool:
                 if self._browser:
                     await self._browser.close()
             await self._launch()
+
+
+def _header(headers: list[dict[str, str]], name: str) -> str:
+    return next((h["value"] for h in headers if h["name"].lower() == name), "")
+
+
+def _is_document(slot: _Slot, request: Request) -> bool:
+    """Is ``request`` the navigation of the slot's own page (not an iframe's, not a sub-resource)?"""
+    try:
+        return request.is_navigation_request() and request.frame == slot.page.main_frame
+    except PlaywrightError:
+        return False
+
+
+async def _stop_scripts(slot: _Slot) -> None:
+    """Interrupt the script that holds the renderer (V8's TerminateExecution, which DevTools delivers even to a
+    busy main thread).  Closing the page is not always enough: Chromium may put pages of one site in one
+    renderer, which would stay stuck in the loop, and every page rendered there after it would time out."""
+    if slot.cdp is None:
+        return
+    with contextlib.suppress(PlaywrightError, TimeoutError):
+        async with asyncio.timeout(2):
+            await slot.cdp.send("Runtime.terminateExecution")
+            log.warning("stopped a script that held the renderer on %s", slot.page.url)
+
+
+def _resolve(refusal: asyncio.Future[FetchError] | None, error: FetchError) -> None:
+    if refusal is not None and not refusal.done():
+        refusal.set_result(error)
+
+
+async def _close_popup(popup: Page) -> None:
+    """``window.open`` gives nothing worth crawling and would hold a renderer until the context is retired."""
+    POPUPS_CLOSED.inc()
+    with contextlib.suppress(PlaywrightError):
+        await popup.close()
+
+
+async def _refuse_web_socket(ws: WebSocketRoute) -> None:
+    """A crawl reads documents; a page's WebSocket could reach any host, and routes never see it."""
+    BLOCKED_REQUESTS.labels("websocket").inc()
+    with contextlib.suppress(PlaywrightError):
+        await ws.close(code=1008, reason="blocked by the crawler")

@@ -29,7 +29,8 @@ class ScraperSettings(ServiceSettings):
 
     script_timeout_ms: int = Field(default=5_000, ge=100)
     """How long page scripts may keep the renderer busy: reading the DOM after ``load``, or probing a page whose
-    ``load`` never came.  Longer gives ``script_timeout`` (``while (true) {}`` never ends, so it is not retried)."""
+    ``load`` never came.  Longer gives ``script_timeout``: the script is stopped and the page retried like a timeout
+    (a page that shares its renderer with a looping neighbour stalls too, through no fault of its own)."""
 
     http_timeout_s: float = 15.0
     """Per network operation (connect, each read) of a plain-HTTP fetch."""

@@ -1,0 +1,313 @@
+"""Hostile pages cannot break the crawler: each fails with a clear reason, within a limit that is a setting.
+
+Real nats-server (the ``nats_url`` fixture), one real scraper process with
+Chromium, and the demo site's lab served by this test on 127.0.0.1.  Each
+hostile page of ``/lab/hostile/`` is crawled over plain HTTP only
+(``render=never``), in the browser only (``always``) and adaptively
+(``auto``), and must end as a ``page.failed`` event whose reason names the
+limit it hit; broken markup is not an error and must be scraped with its text
+and links.  The limits are set small through the scraper's environment so the
+test is quick.  Afterwards the same scraper process renders normal pages, its
+Chromium is idle (no script left spinning) and no pop-up window is left open.
+
+Also here: the browser's route path of the SSRF guard, with real Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from aiohttp import web
+from nats.aio.client import Client
+
+from showroom.cli.stack import Stack, StackConfig, free_port
+from showroom.common.bus import MSG_ID_HEADER
+from showroom.common.crawls import CrawlState
+from showroom.common.events import CrawlRequested, CrawlSpec, RenderMode, new_id
+from showroom.common.topology import Streams, Subjects, ensure_topology
+from showroom.demo_site.server import serve
+from showroom.scraper.browser import BrowserPool
+from showroom.scraper.errors import PermanentFetchError
+from showroom.scraper.ssrf import SsrfGuard
+from showroom.scraper.urls import Scope, normalize_url
+
+pytestmark = pytest.mark.e2e
+
+MAX_BYTES = 256 * 1024
+LIMITS = {
+    "SHOWROOM_MAX_PAGE_BYTES": str(MAX_BYTES),
+    "SHOWROOM_NAV_TIMEOUT_MS": "4000",
+    "SHOWROOM_SCRIPT_TIMEOUT_MS": "1500",
+    "SHOWROOM_SETTLE_TIMEOUT_MS": "500",
+    "SHOWROOM_HTTP_TIMEOUT_S": "2",
+    "SHOWROOM_FETCH_TIMEOUT_S": "4",
+    "SHOWROOM_MAX_REDIRECTS": "5",
+    "SHOWROOM_MAX_ATTEMPTS": "2",
+    "SHOWROOM_RETRY_BASE_S": "0.2",
+}
+
+# Page -> the reason it must fail with, whatever the render mode (None: scraped).  Every hostile page outlasts
+# its limit by far: 1 MiB against 256 KiB, 30 s of body against a 4 s fetch or navigation limit.
+FAILS_EVERYWHERE = {
+    "/lab/huge?mb=1": "too_large",  # size declared: refused from the headers
+    "/lab/huge?mb=1&chunked=1": "too_large",  # size declared nowhere: counted as it arrives (or once loaded)
+    "/lab/binary": "binary_content",
+    "/lab/never-finishes?s=30": "timeout",
+    "/lab/slow-drip?s=30": "timeout",  # each read is quick; only the whole is slow
+    "/lab/redirect/loop-a": "redirect_loop",
+    "/lab/malformed": None,
+}
+IN_THE_BROWSER = {
+    "/lab/js-loop": "script_timeout",  # `load` never comes: its handler never returns
+    "/lab/popup": None,  # scraped; the windows it opens are closed
+}
+EXPECTED = {
+    RenderMode.NEVER: FAILS_EVERYWHERE,
+    RenderMode.ALWAYS: FAILS_EVERYWHERE | IN_THE_BROWSER,
+    RenderMode.AUTO: FAILS_EVERYWHERE | IN_THE_BROWSER,
+}
+NORMAL_PAGES = [f"/lab/static/articles/{i}" for i in range(1, 7)]
+
+
+@pytest.fixture(scope="module")
+async def site() -> AsyncIterator[str]:
+    async with serve(static_pages=10) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def scraper(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One scraper process (concurrency 3, with Chromium) on the shared nats-server, with small limits."""
+    config = StackConfig(
+        root=tmp_path_factory.mktemp("hostile"),
+        api_key="unused",
+        nats_port=int(nats_url.rsplit(":", 1)[1]),
+        ports={"scraper": free_port()},
+        with_demo=False,
+        scraper_concurrency=3,
+        extra_env=LIMITS,
+    )
+    stack = Stack(config)
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    stack.start_service("scraper")
+    try:
+        await stack.wait_service_ready("scraper", timeout=90)
+        yield stack
+    finally:
+        await stack.stop()
+
+
+async def _crawl(nc: Client, site: str, paths: list[str], render: RenderMode, timeout: float = 120) -> dict[str, Any]:
+    """Request a crawl of ``paths`` (depth 0) the way the gateway does; returns each URL's page event by path."""
+    run = secrets.token_hex(3)
+    brand = f"hostile-{render.value}-{run}"
+    # A parameter of its own makes every URL new to this crawl: no earlier crawl's record turns it "unchanged".
+    starts = {f"{site}{p}{'&' if '?' in p else '?'}run={run}": p for p in paths}
+    urls = {normalize_url(u): p for u, p in starts.items()}
+    spec = CrawlSpec(
+        brand=brand, start_urls=list(starts), allowed_domains=["127.0.0.1"],
+        include=[f"^{re.escape(site)}/lab/"], use_sitemaps=False, max_depth=0, render=render,
+        host_concurrency=3, host_delay_ms=0,
+    )  # fmt: skip
+    event = CrawlRequested(crawl_id=new_id(), spec=spec)
+    js = nc.jetstream()
+    await ensure_topology(js)
+    record = CrawlState(crawl_id=event.crawl_id, brand=brand, spec=spec, trace_id=event.trace_id)
+    await (await js.key_value("crawls")).create(event.crawl_id, record.model_dump_json().encode())
+    events: dict[str, Any] = {}
+    all_in = asyncio.Event()
+
+    async def on_page(msg) -> None:  # type: ignore[no-untyped-def]
+        data = json.loads(msg.data) | {"kind": msg.subject.split(".")[1]}
+        events[urls[data["url"]]] = data
+        if len(events) == len(urls):
+            all_in.set()
+
+    sub = await nc.subscribe(f"page.*.{brand}", cb=on_page)
+    try:
+        await js.publish(
+            Subjects.crawl_requested(brand), event.model_dump_json().encode(), stream=Streams.CRAWLS.name,
+            headers={MSG_ID_HEADER: event.event_id},
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(all_in.wait(), timeout)
+        except TimeoutError:
+            pytest.fail(f"{render.value}: no page event within {timeout} s for {sorted(set(paths) - set(events))}")
+    finally:
+        await sub.unsubscribe()
+    return events
+
+
+def _outcomes(events: dict[str, Any]) -> dict[str, str | None]:
+    return {path: (e["reason"] if e["kind"] == "failed" else None) for path, e in events.items()}
+
+
+async def _metric(stack: Stack, name: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{stack.config.ports['scraper']}/metrics")).text
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def _browser_cpu_s(stack: Stack) -> float:
+    """CPU seconds used so far by the scraper's Chromium processes (the driver's children)."""
+    total = 0.0
+    for proc in psutil.Process(stack.procs["scraper"].pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "chrom" in proc.name():
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+@pytest.mark.parametrize("render", [RenderMode.NEVER, RenderMode.ALWAYS, RenderMode.AUTO])
+async def test_each_hostile_page_fails_with_its_reason_within_its_limit(
+    render: RenderMode, site: str, scraper: Stack, nc: Client
+) -> None:
+    expected = EXPECTED[render]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    events = await _crawl(nc, site, list(expected), render)
+    took = loop.time() - t0
+    assert _outcomes(events) == expected
+    # Bounded by the limits: two attempts of at most a 4 s fetch or navigation (plus probe and backoff), in
+    # parallel; nothing waited for a 30 s body or a 60 s hold.
+    assert took < 25, f"{render.value} crawl took {took:.1f} s"
+    for path, reason in expected.items():
+        if reason in ("too_large", "binary_content", "redirect_loop"):
+            assert events[path]["attempts"] == 1, path  # permanent: never retried
+        elif reason in ("timeout", "script_timeout"):
+            assert events[path]["attempts"] == 2, path  # retried up to SHOWROOM_MAX_ATTEMPTS
+    malformed = events["/lab/malformed"]
+    assert malformed["title"] == "Malformed page | Showroom Lab"
+    assert "The end of the readable text." in malformed["markdown"]
+    assert "a paragraph inside a table" in malformed["markdown"]
+    assert malformed["bytes"] < MAX_BYTES
+    if "/lab/popup" in events:
+        assert "Pop-up page" in events["/lab/popup"]["markdown"]
+
+
+async def test_the_scraper_keeps_rendering_after_hostile_pages(site: str, scraper: Stack, nc: Client) -> None:
+    """Runs after the hostile crawls (module order): the same process, browser and page pool still work."""
+    events = await _crawl(nc, site, NORMAL_PAGES, RenderMode.ALWAYS, timeout=60)
+    assert all(e["kind"] == "scraped" and e["fetch_mode"] == "browser" for e in events.values())
+    assert scraper.procs["scraper"].poll() is None
+    # Every window the pop-up page opened was closed (two per render of /lab/popup, rendered twice).
+    assert await _metric(scraper, "showroom_browser_popups_closed_total") >= 4
+    # No renderer is left running a script: Chromium is idle between crawls.
+    before = _browser_cpu_s(scraper)
+    await asyncio.sleep(2)
+    assert _browser_cpu_s(scraper) - before < 0.5
+
+
+# -- the SSRF guard on the browser's route path ------------------------------------------------------------
+
+
+class Bait:
+    """A page on 127.0.0.1 (allow-listed) that points the browser at loopback in other spellings.
+
+    Every request that reaches this server is recorded, so a request the
+    guard should have refused shows up here whatever Chromium did with it.
+    """
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        self.port = 0
+
+    def app(self) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            self.hits.append(f"{request.host}{request.path_qs}")
+            port = self.port
+            if request.path == "/redirect-to-localhost":
+                raise web.HTTPFound(f"http://localhost:{port}/secret")
+            if request.path == "/redirect-to-subdomain":
+                raise web.HTTPFound(f"http://admin.localhost:{port}/secret")
+            if request.path == "/redirect-to-ipv6":
+                raise web.HTTPFound(f"http://[::ffff:127.0.0.2]:{port}/secret")
+            if request.path == "/hop":  # in scope and allowed: followed, and its own redirect checked in turn
+                raise web.HTTPFound(f"http://127.0.0.1:{port}/redirect-to-localhost")
+            if request.path == "/script-redirect":
+                raise web.HTTPFound(f"http://localhost:{port}/secret-script-redirect")
+            if request.path == "/page":
+                body = f"""<!DOCTYPE html><html><head><title>bait</title>
+<script src="http://localhost:{port}/secret-script"></script>
+<script src="/script-redirect"></script></head>
+<body><main><h1>Bait</h1><p>Sub-resources in loopback spellings.</p>
+<img src="http://127.0.0.2:{port}/secret-img"><iframe src="http://foo.localhost:{port}/secret-frame"></iframe>
+<script>fetch("http://localhost:{port}/secret-xhr").catch(() => {{}});
+new WebSocket("ws://127.0.0.1:{port}/secret-ws");</script></main></body></html>"""
+                return web.Response(text=body, content_type="text/html")
+            return web.Response(text="<p>secret</p>", content_type="text/html")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        return app
+
+
+@pytest.fixture(scope="module")
+async def bait() -> AsyncIterator[Bait]:
+    bait = Bait()
+    runner = web.AppRunner(bait.app())
+    await runner.setup()
+    bait.port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", bait.port).start()
+    try:
+        yield bait
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[BrowserPool]:
+    pool = BrowserPool(
+        executable_path="/usr/bin/chromium", size=1, user_agent="test", guard=SsrfGuard(["127.0.0.1"]),
+        nav_timeout_ms=5000, settle_timeout_ms=500,
+    )  # fmt: skip
+    await pool.start()
+    yield pool
+    await pool.stop()
+
+
+# The scope admits every spelling, so only the SSRF guard stands between the page and loopback.
+BAIT_SCOPE = Scope(("127.0.0.1", "127.0.0.2", "localhost", "[::ffff:7f00:2]"))
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [["/redirect-to-localhost"], ["/redirect-to-subdomain"], ["/redirect-to-ipv6"], ["/hop", "/redirect-to-localhost"]],
+)
+async def test_a_browser_redirect_into_loopback_is_refused_before_it_is_followed(
+    chain: list[str], bait: Bait, pool: BrowserPool
+) -> None:
+    """Playwright's routes never see redirects; the pool's response check must stop them."""
+    bait.hits.clear()
+    with pytest.raises(PermanentFetchError) as err:
+        await pool.render(f"http://127.0.0.1:{bait.port}{chain[0]}", BAIT_SCOPE)
+    assert err.value.reason == "ssrf_refused"
+    assert bait.hits == [f"127.0.0.1:{bait.port}{path}" for path in chain]
+
+
+async def test_sub_resources_in_loopback_spellings_and_websockets_never_leave_the_browser(
+    bait: Bait, pool: BrowserPool
+) -> None:
+    bait.hits.clear()
+    rendered = await pool.render(f"http://127.0.0.1:{bait.port}/page", BAIT_SCOPE)
+    assert "Bait" in rendered.html
+    # The page itself, and the same-origin script whose redirect into localhost was refused.
+    assert bait.hits == [f"127.0.0.1:{bait.port}/page", f"127.0.0.1:{bait.port}/script-redirect"]
+
+
+def test_the_browser_and_scraper_share_one_limit_setting() -> None:
+    """The limits the test sets are the scraper's own settings (a renamed setting would silently not apply)."""
+    from showroom.scraper.settings import ScraperSettings
+
+    fields = set(ScraperSettings.model_fields)
+    assert {k.removeprefix("SHOWROOM_").lower() for k in LIMITS} <= fields
