@@ -192,6 +192,16 @@ async def test_dlq_api_lists_pages_shows_deletes_and_purges(stack: Stack, nc: Cl
             assert resp.status_code == 422, (body, resp.text)
         assert (await client.http.get("/v1/dlq", params={"service": "no.dots"})).status_code == 422
 
+        # Re-driving all of rag-svc's letters before any fix: rag-svc alone reads the copies (the tracker
+        # skips them) and dead-letters them again, as new letters.
+        rag = [i["id"] for i in (await client.dlq_list(service="rag-svc"))["items"]]
+        result = await client.dlq_redrive(all=True, service="rag-svc")
+        assert result["redriven"] == rag and result["more"] is False
+        again = await wait_for(lambda: letters("rag-svc", 3), 30, "rag-svc's letters again")
+        assert not {i["id"] for i in again} & set(rag)
+        assert (await client.dlq_get(again[0]["id"]))["headers"]["Showroom-Redrive-For"] == "rag-svc"
+        assert (await client.dlq_list(service="tracker"))["total"] == 2
+
         assert await client.dlq_purge(service="rag-svc") == 3
         assert (await client.dlq_list(service="rag-svc"))["total"] == 0
         assert (await client.dlq_list())["total"] == 2  # the tracker's are untouched

@@ -35,7 +35,7 @@ SUMMARY_CHARS = 200
 NO_MESSAGE = 10057
 """JetStream's error code for deleting a message that is not there (answered as a 500, not a 404)."""
 REDRIVE_ALL_LIMIT = 10_000
-"""Letters one ``{"all": true}`` call re-drives; call again for the rest (``remaining`` says how many)."""
+"""Letters one ``{"all": true}`` call re-drives; call again for the rest (``more`` says there are)."""
 
 LetterId = Annotated[int, Path(ge=1, description="The letter's sequence in the DLQ stream.")]
 ServiceFilter = Annotated[str | None, Query(pattern=SERVICE_PATTERN, description="Only this service's letters.")]
@@ -93,7 +93,7 @@ class RedriveResult(BaseModel):
     duplicates: list[int] = Field(description="Already re-driven (the stream kept one copy); removed from the DLQ.")
     skipped: list[RedriveSkipped] = Field(description="Left in the DLQ, with why.")
     not_found: list[int]
-    remaining: int = Field(0, description='Letters an `"all"` request left for a next call.')
+    more: bool = Field(False, description='An `"all"` request left letters for a next call.')
 
 
 class PurgeResult(BaseModel):
@@ -139,14 +139,18 @@ async def _letter(js: JetStreamContext, seq: int) -> DeadLetter | None:
     return _parse(raw)
 
 
-async def _scan(js: JetStreamContext, service: str | None, after: int, limit: int) -> list[tuple[int, DeadLetter]]:
-    """Up to ``limit`` letters with a sequence above ``after``, in order."""
+async def _scan(
+    js: JetStreamContext, service: str | None, after: int, limit: int, upto: int | None = None
+) -> list[tuple[int, DeadLetter]]:
+    """Up to ``limit`` letters with a sequence above ``after`` (and at most ``upto``), in order."""
     found: list[tuple[int, DeadLetter]] = []
     seq = after + 1
     while len(found) < limit:
         try:
             raw = await js.get_msg(Streams.DLQ.name, seq=seq, subject=_filter(service), next=True)
         except NotFoundError:
+            break
+        if upto is not None and (raw.seq or seq) > upto:
             break
         found.append((raw.seq or seq, _parse(raw)))
         seq = (raw.seq or seq) + 1
@@ -210,7 +214,11 @@ async def redrive(request: Request, body: RedriveRequest) -> RedriveResult:
     if body.ids is not None:
         chosen: list[tuple[int, DeadLetter | None]] = [(i, await _letter(js, i)) for i in dict.fromkeys(body.ids)]
     else:
-        chosen = list(await _scan(js, body.service, 0, REDRIVE_ALL_LIMIT))
+        # Only letters present now: a re-driven message that fails again is a new letter, for a later call.
+        upto = (await js.stream_info(Streams.DLQ.name)).state.last_seq
+        chosen = list(await _scan(js, body.service, 0, REDRIVE_ALL_LIMIT + 1, upto))
+        result.more = len(chosen) > REDRIVE_ALL_LIMIT
+        chosen = chosen[:REDRIVE_ALL_LIMIT]
     for seq, letter in chosen:
         if letter is None:
             result.not_found.append(seq)
@@ -230,8 +238,6 @@ async def redrive(request: Request, body: RedriveRequest) -> RedriveResult:
             continue
         (result.duplicates if ack.duplicate else result.redriven).append(seq)
         await _delete(js, seq)  # False: a concurrent re-drive removed it first
-    if body.all:
-        result.remaining = await _count(js, body.service)
     return result
 
 
