@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,14 @@ from showroom.cli.stack import free_port, nats_server_binary
 
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    store: Path = tmp_path_factory.mktemp("jetstream")
+    with nats_server(tmp_path_factory.mktemp("jetstream")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def nats_server(store: Path) -> Iterator[str]:
+    """A nats-server with JetStream on free ports, storing under ``store``; yields its URL.
+    For tests whose traffic must not reach the shared server (and its scrapers)."""
     port, monitor = free_port(), free_port()
     proc = subprocess.Popen(
         [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor), "-js", "-sd", str(store)],
@@ -36,9 +44,11 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
             pytest.fail("nats-server did not start")
         time.sleep(0.02)
-    yield f"nats://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture

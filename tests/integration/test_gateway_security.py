@@ -191,6 +191,7 @@ CRAWL = {"brand": "krk", "start_urls": ["https://www.krkmusic.com/"]}
         ("/v1/ask", {"question": "ok?", "model": "gpt"}, "model"),
         ("/v1/crawls", {**CRAWL, "start_urls": [f"https://krk.test/{i}" for i in range(21)]}, "start_urls"),
         ("/v1/crawls", {**CRAWL, "allowed_domains": ["a" * 300]}, "allowed_domains"),
+        ("/v1/crawls", {**CRAWL, "allowed_domains": ["not a host"]}, "allowed_domains"),
         ("/v1/crawls", {**CRAWL, "exclude": ["x" * 501]}, "exclude"),
         ("/v1/crawls", {**CRAWL, "priority": "urgent"}, "priority"),
     ],

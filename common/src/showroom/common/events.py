@@ -40,6 +40,9 @@ BRAND_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 _BRAND_RE = re.compile(BRAND_PATTERN)
 
+HOST_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$"
+"""A host as URLs carry it (IDNs in their ``xn--`` form, IPv6 in brackets), optionally with a port."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -129,7 +132,7 @@ class CrawlOptions(BaseModel):
     start_urls: list[HttpUrl] = Field(
         min_length=1, max_length=20, description="Where the crawl starts; links and sitemaps find the rest."
     )
-    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=260)]] = Field(
+    allowed_domains: list[Annotated[str, Field(max_length=260, pattern=HOST_PATTERN)]] = Field(
         default_factory=list,
         max_length=50,
         description="Hosts (optionally host:port) the crawl may visit; defaults to the start URLs' hosts.",

@@ -1,5 +1,5 @@
 """Every error the API answers has one shape, ``{"detail": "<what was wrong>"}`` (:class:`ErrorBody`),
-except 422, whose ``detail`` is FastAPI's list of field errors.
+except 422, whose ``detail`` is FastAPI's list of field errors (a route's own 422 is put in that shape).
 
 :data:`ERROR_RESPONSES` documents in OpenAPI the errors any ``/v1`` route can answer: each depends on
 an API key and its rate limit (401, 403, 429), may get a body over the limit (413) and reaches the
@@ -54,6 +54,14 @@ ERROR_RESPONSES = error_responses(401, 403, 413, 429, 503, 504)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    async def unprocessable(request: Request, exc: Exception) -> JSONResponse:
+        """A route's own 422 (a rule across fields, say) in the shape of FastAPI's validation errors,
+        so that a client reads every 422 one way and the documented schema holds."""
+        detail = getattr(exc, "detail", "invalid request")
+        if isinstance(detail, str):
+            detail = [{"loc": ["body"], "msg": detail, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422, headers=getattr(exc, "headers", None))
+
     async def bus_timeout(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s: the bus timed out (%s)", request.method, request.url.path, exc)
         return JSONResponse({"detail": "the message bus did not answer in time"}, status_code=504)
@@ -62,5 +70,6 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("%s %s: bus error %r", request.method, request.url.path, exc)
         return JSONResponse({"detail": f"the message bus is unavailable ({type(exc).__name__})"}, status_code=503)
 
+    app.add_exception_handler(422, unprocessable)
     app.add_exception_handler(NatsTimeout, bus_timeout)
     app.add_exception_handler(NatsError, bus_error)
