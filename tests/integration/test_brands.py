@@ -239,6 +239,7 @@ async def test_define_read_list_and_delete_a_brand(
         ("/v1/brands/{slug}", definition(start_urls=["not a url"]), "start_urls"),
         ("/v1/brands/{slug}", definition(recrawl_interval=-5), "recrawl_interval"),
         ("/v1/brands/{slug}", definition(recrawl_interval="often"), "recrawl_interval"),
+        ("/v1/brands/{slug}", definition(recrawl_interval="P2Y"), "recrawl_interval"),
         ("/v1/brands/{slug}", definition(include=["(unclosed"]), "include"),
         ("/v1/brands/{slug}", definition(host_concurrency=0), "host_concurrency"),
         ("/v1/brands/{slug}", definition(surprise=1), "surprise"),

@@ -57,8 +57,9 @@ class BrandDefinition(CrawlOptions):
     name: str = Field(min_length=1, max_length=200, description="Display name, e.g. `KRK Systems`.")
     recrawl_interval: timedelta | None = Field(
         default=None,
+        le=timedelta(days=365),
         description="How often the scheduler re-crawls the brand, counted from the last start: an ISO 8601 "
-        "duration (`PT6H`) or seconds. Null: only when asked (POST /v1/brands/{brand}/crawl).",
+        "duration (`PT6H`) or seconds, at most a year. Null: only when asked (POST /v1/brands/{brand}/crawl).",
     )
     enabled: bool = Field(default=True, description="A disabled brand is never crawled, on schedule or on request.")
 
