@@ -17,6 +17,7 @@ import pytest
 
 from showroom.scraper.errors import PermanentFetchError
 from showroom.scraper.fetching import Fetcher
+from showroom.scraper.robots import RobotsCache, read_sitemap_urls
 from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope, normalize_url
 
@@ -224,3 +225,19 @@ async def test_a_redirect_to_another_scheme_is_refused(target: str) -> None:
     async with httpx.AsyncClient(transport=Recording(answers)) as http:
         with pytest.raises(PermanentFetchError, match="redirect_refused"):
             await _fetcher(http, StubResolver()).http_get("http://public.example/", Scope(("public.example",)))
+
+
+async def test_robots_and_sitemap_redirects_into_private_addresses_are_refused_before_connecting() -> None:
+    """robots.txt and sitemaps are fetched with redirects followed by httpx: the client's request hook (as the
+    scraper builds it) checks every hop before it connects."""
+    answers = {
+        "http://public.example/robots.txt": httpx.Response(301, headers={"location": "http://169.254.169.254/"}),
+        "http://public.example/sitemap.xml": httpx.Response(302, headers={"location": "http://localhost/admin"}),
+    }
+    transport = Recording(answers)
+    guard = SsrfGuard(resolver=StubResolver())
+    async with httpx.AsyncClient(transport=transport, event_hooks={"request": [guard.check_request]}) as http:
+        rules = await RobotsCache(http, guard, "test-bot").rules_for("http://public.example")
+        assert rules.can_fetch("http://public.example/page", "test-bot")  # unreachable robots.txt: allow all
+        assert await read_sitemap_urls(http, guard, "http://public.example/sitemap.xml", limit=10) == []
+    assert transport.requests == list(answers)

@@ -146,7 +146,10 @@ async def start_dependencies() -> None:
     kv = {b.name: await js.key_value(b.name) for b in Buckets.ALL}
     guard = SsrfGuard(settings.ssrf_allow_hosts)
     http = httpx.AsyncClient(
-        headers={"User-Agent": settings.user_agent}, timeout=settings.http_timeout_s, follow_redirects=False
+        headers={"User-Agent": settings.user_agent},
+        timeout=settings.http_timeout_s,
+        follow_redirects=False,
+        event_hooks={"request": [guard.check_request]},  # robots.txt and sitemaps follow redirects
     )
     pool = None
     if settings.browser:

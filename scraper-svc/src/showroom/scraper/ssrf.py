@@ -29,6 +29,8 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 
+import httpx
+
 from showroom.scraper.errors import PermanentFetchError
 from showroom.scraper.urls import canonical_host, canonical_ipv4
 
@@ -120,3 +122,8 @@ class SsrfGuard:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[host] = None
+
+    async def check_request(self, request: httpx.Request) -> None:
+        """An httpx ``request`` event hook: every request the client sends, each redirect hop included, is
+        checked before it connects, whoever sends it (page fetches, robots.txt, sitemaps)."""
+        await self.check(request.url.host)
