@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from showroom.cli.main import app as cli
 from showroom.common.apikeys import ApiKeyEntry, Scope, digest
 from showroom.gateway.app import create_app
+from showroom.gateway.auth import KeyRing
 from showroom.gateway.ratelimit import TokenBucket
 from showroom.gateway.settings import GatewaySettings
 
@@ -208,3 +211,15 @@ async def test_a_non_object_body_is_422_not_500(gateway: httpx.AsyncClient) -> N
     for body in ([], "text", 3, None):
         resp = await gateway.post("/v1/crawls", json=body, headers={"X-API-Key": KEYS[Scope.ADMIN]})
         assert resp.status_code == 422, (body, resp.text)
+
+
+def test_keys_new_prints_a_key_then_an_entry_holding_only_its_hash() -> None:
+    result = CliRunner().invoke(cli, ["keys", "new", "--scopes", "ask", "--name", "sales", "--burst", "5"])
+    assert result.exit_code == 0, result.output
+    key, entry_json = result.stdout.splitlines()
+    assert key.startswith("sr_") and len(key) > 40 and key not in entry_json
+    settings = GatewaySettings(api_keys=[ApiKeyEntry.model_validate_json(entry_json)])
+    entry = KeyRing(settings).find(key)
+    assert entry is not None and entry.name == "sales" and entry.burst == 5
+    assert entry.allows(Scope.ASK) and not entry.allows(Scope.CRAWL)
+    assert CliRunner().invoke(cli, ["keys", "new", "--scopes", "root"]).exit_code != 0
