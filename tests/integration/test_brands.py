@@ -29,6 +29,7 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from typer.testing import CliRunner
 
 from showroom.cli.client import FinishedCrawls, GatewayClient
@@ -40,6 +41,7 @@ from showroom.common.brands import load_registry
 from showroom.common.bus import kv_update
 from showroom.common.crawls import CrawlState
 from showroom.common.events import CrawlStatus
+from showroom.gateway import brands as brands_module
 from showroom.gateway.app import create_app
 from showroom.gateway.settings import GatewaySettings
 from tests.conftest import wait_for
@@ -317,6 +319,25 @@ async def test_crawl_now_queues_the_registry_spec_and_is_409_until_that_crawl_is
     assert entry["state"]["last_crawl_id"] == second and entry["state"]["last_trigger"] == "manual"
     assert entry["last_crawl"]["status"] == "queued"
     assert len(seen.events) == 2
+
+
+async def test_a_crawl_that_cannot_be_queued_leaves_the_brand_free(
+    api: httpx.AsyncClient, slugs: Callable[[], str], cleanup: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slug = slugs()
+    cleanup.append(slug)
+    await api.put(f"/v1/brands/{slug}", json=definition(recrawl_interval=3600), headers=as_(ADMIN))
+    before = (await api.get(f"/v1/brands/{slug}", headers=as_(ADMIN))).json()["state"]
+
+    async def bus_times_out(*args: object, **kw: object) -> None:  # the bus failing right after the reservation
+        raise NatsTimeoutError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(brands_module, "start_crawl", bus_times_out)
+        assert (await api.post(f"/v1/brands/{slug}/crawl", headers=as_(CRAWLER))).status_code == 504
+    # Not reserved for a minute, nor pushed an interval away: due as before, and free to crawl now.
+    assert (await api.get(f"/v1/brands/{slug}", headers=as_(ADMIN))).json()["state"] == before
+    assert (await api.post(f"/v1/brands/{slug}/crawl", headers=as_(CRAWLER))).status_code == 202
 
 
 async def test_a_disabled_brand_is_not_crawled_on_request(

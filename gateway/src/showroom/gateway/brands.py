@@ -19,7 +19,7 @@ from faststream.nats import NatsBroker
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from showroom.common.brands import Brand, BrandDefinition, Trigger, load_registry
+from showroom.common.brands import Brand, BrandDefinition, BrandState, Trigger, load_registry
 from showroom.common.bus import kv_get, kv_update
 from showroom.common.crawls import CrawlState
 from showroom.common.events import BRAND_PATTERN, CrawlStatus, is_brand_slug, new_id, utcnow
@@ -136,8 +136,10 @@ class BrandRegistry:
         replicas trying at once, exactly one wins, and the losers then see a crawl in progress.
         Raises :class:`BrandNotFound`, :class:`BrandDisabled` or :class:`BrandBusy`.
         """
+        before = BrandState()
 
         async def reserve(current: Brand | None) -> Brand | None:
+            nonlocal before
             now = utcnow()
             if current is None:
                 raise BrandNotFound(slug)
@@ -147,6 +149,7 @@ class BrandRegistry:
                 return None
             if current.crawl_in_progress(await self.last_crawl(current), now):
                 raise BrandBusy(slug, current.state.last_crawl_id)
+            before = current.state.model_copy()
             current.started(new_id(), trigger, now)
             return current
 
@@ -155,9 +158,28 @@ class BrandRegistry:
             return None
         crawl_id = brand.state.last_crawl_id
         assert crawl_id is not None
-        await start_crawl(self.broker, self.crawls, brand.crawl_spec(), crawl_id=crawl_id)
+        try:
+            await start_crawl(self.broker, self.crawls, brand.crawl_spec(), crawl_id=crawl_id)
+        except Exception:
+            await self._release(slug, crawl_id, before)
+            raise
         log.info("%s crawl %s of brand %s", trigger, crawl_id, slug)
         return crawl_id
+
+    async def _release(self, slug: str, crawl_id: str, before: BrandState) -> None:
+        """Undo a reservation whose crawl could not be queued, so the brand is due again at once
+        (not one interval later).  Best effort: if this fails too, the reservation expires."""
+
+        def undo(current: Brand | None) -> Brand | None:
+            if current is None or current.state.last_crawl_id != crawl_id:
+                return None
+            current.state = before
+            return current
+
+        try:
+            await kv_update(self.brands, slug, Brand, undo)
+        except Exception:
+            log.warning("could not release brand %s after its crawl %s failed to start", slug, crawl_id)
 
     async def public(self, brand: Brand) -> BrandPublic:
         last = await self.last_crawl(brand)
