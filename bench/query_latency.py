@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import aiohttp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -140,6 +140,20 @@ def demo_questions() -> list[tuple[str, str]]:
     return out
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+PIDS: dict[str, int] = {"client": os.getpid()}
+"""The processes whose CPU each phase reports (the services are added once started)."""
+
+
 async def closed_loop(label: str, clients: int, jobs: list, call, think_s: float = 0.0) -> list[float]:  # type: ignore[no-untyped-def,type-arg]
     latencies: list[float] = []
     queue = list(jobs)
@@ -157,12 +171,16 @@ async def closed_loop(label: str, clients: int, jobs: list, call, think_s: float
                 await asyncio.sleep(rng.uniform(0.5, 1.5) * think_s)
 
     t0 = time.perf_counter()
+    cpu0 = cpu_seconds(PIDS)
     await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - t0
+    cpu = {name: (t - cpu0[name]) * 1000 / len(jobs) for name, t in cpu_seconds(PIDS).items()}
     ms = [x * 1000 for x in latencies]
     mode = f", {think_s * 1000:.0f} ms think time" if think_s else ""
     print(f"[{label}] {len(ms)} requests, {clients} clients{mode}: p50 {pct(ms, 50):.1f} ms, p95 {pct(ms, 95):.1f} ms, "
           f"p99 {pct(ms, 99):.1f} ms, {len(ms) / wall:.0f} req/s", flush=True)  # fmt: skip
+    print("  CPU per request: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in cpu.items())
+          + f" (total {sum(cpu.values()):.1f} ms; load average {os.getloadavg()[0]:.1f})")  # fmt: skip
     return ms
 
 
@@ -182,6 +200,7 @@ async def run(args: argparse.Namespace) -> None:
                 stack.start_service(service)
             for service in ("indexer", "rag", "gateway"):
                 await stack.wait_service_ready(service, timeout=120)
+            PIDS.update({name: proc.pid for name, proc in stack.procs.items()})
             await measure(config, args)
         except Exception:
             for name in ("gateway", "rag", "indexer"):
@@ -197,15 +216,19 @@ async def measure(config: StackConfig, args: argparse.Namespace) -> None:
     questions = demo_questions()
     warm, asked = questions[: args.clients], questions[args.clients : args.clients + args.questions]
     headers = {"X-API-Key": config.api_key}
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    async with httpx.AsyncClient(base_url=config.gateway_url, headers=headers, limits=limits, timeout=30) as http:
+    # aiohttp rather than httpx: the load generator shares the two cores with the services, and
+    # aiohttp spends about half the CPU per request (its HTTP parser is compiled).
+    connector = aiohttp.TCPConnector(limit=args.clients)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(config.gateway_url, headers=headers, connector=connector,
+                                     timeout=timeout) as http:  # fmt: skip
         answered: list[tuple[str, str]] = []
         cached: list[bool] = []
 
         async def ask(job: tuple[str, str], *, keep: bool = True) -> None:
-            resp = await http.post("/v1/ask", json={"question": job[0], "brand": job[1]})
-            resp.raise_for_status()
-            body = resp.json()
+            async with http.post("/v1/ask", json={"question": job[0], "brand": job[1]}) as resp:
+                resp.raise_for_status()
+                body = await resp.json()
             cached.append(bool(body.get("cached")))
             if keep and body["citations"]:
                 answered.append(job)
