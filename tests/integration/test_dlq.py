@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import signal
 from collections.abc import AsyncIterator
@@ -19,8 +20,10 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
+from typer.testing import CliRunner
 
 from showroom.cli.client import FinishedCrawls, GatewayClient, GatewayError
+from showroom.cli.main import app as cli
 from showroom.cli.stack import Stack, StackConfig
 from showroom.common.events import SearchRequest, SearchResponse
 from showroom.common.topology import Streams, Subjects
@@ -206,3 +209,35 @@ async def test_dlq_api_lists_pages_shows_deletes_and_purges(stack: Stack, nc: Cl
         assert (await client.dlq_list(service="rag-svc"))["total"] == 0
         assert (await client.dlq_list())["total"] == 2  # the tracker's are untouched
         assert await client.dlq_purge() == 2
+
+
+async def test_cli_lists_redrives_and_purges_dead_letters(stack: Stack, nc: Client) -> None:
+    config = stack.config
+    env = {"SHOWROOM_URL": config.gateway_url, "SHOWROOM_API_KEY": config.api_key, "COLUMNS": "250"}
+    runner = CliRunner()
+
+    def showroom(*args: str) -> str:
+        result = runner.invoke(cli, ["dlq", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    async with GatewayClient(config.gateway_url, config.api_key) as client:
+        await client.dlq_purge()
+        await nc.jetstream().publish(Subjects.page_unchanged("lab"), b'{"crawl_id": "c"}')
+        (letter,) = await wait_for(lambda: _letters(client, "tracker"), 30, "the tracker's letter")
+
+    listed = await asyncio.to_thread(showroom, "list", "--service", "tracker")
+    assert re.search(rf"{letter['id']}\s+│\s+tracker\s+│\s+page\.unchanged\.lab\s+│\s+1\s+│", listed), listed
+    assert "invalid PageUnchanged: Field required" in listed and "1 of 1" in listed
+    assert '"payload": "{\\"crawl_id\\": \\"c\\"}"' in await asyncio.to_thread(showroom, "show", str(letter["id"]))
+    redriven = json.loads(await asyncio.to_thread(showroom, "redrive", str(letter["id"])))
+    assert redriven["redriven"] == [letter["id"]]
+    async with GatewayClient(config.gateway_url, config.api_key) as client:  # still poison: a new letter
+        await wait_for(lambda: _letters(client, "tracker"), 30, "the re-driven copy's letter")
+    assert "purged 1 letters" in await asyncio.to_thread(showroom, "purge", "--service", "tracker", "--yes")
+    refused = runner.invoke(cli, ["dlq", "redrive"], env=env)
+    assert refused.exit_code != 0 and "give letter ids, or --all" in refused.output
+
+
+async def _letters(client: GatewayClient, service: str) -> list[dict[str, Any]]:
+    return list((await client.dlq_list(service=service))["items"])
