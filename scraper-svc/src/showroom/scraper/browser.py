@@ -286,7 +286,7 @@ class BrowserPool:
         slot = await self._slots.get()
         slot.block = block
         try:
-            return await self._render_in(slot, url, scope)
+            return await self._render_watched(slot, url, scope)
         except FetchError as exc:
             if exc.reason == "script_timeout":
                 await _stop_scripts(slot)
@@ -301,9 +301,22 @@ class BrowserPool:
             if slot.context is self._context:
                 self._context_navigations += 1
             retired = slot.context is not self._context or self._context_navigations >= self.context_recycle_after
-            if slot.navigations >= self.recycle_after or retired:
-                slot = await self._replace(slot)
-            self._slots.put_nowait(slot)
+            try:
+                if slot.navigations >= self.recycle_after or retired:
+                    slot = await self._replace(slot)
+            finally:  # the pool never shrinks: a lost slot would leave a worker waiting for ever
+                self._slots.put_nowait(slot)
+
+    async def _render_watched(self, slot: _Slot, url: str, scope: Scope) -> Rendered:
+        """``_render_in`` within the sum of its own limits: whatever goes wrong in the browser or the driver, a
+        render never holds its worker longer."""
+        budget_s = (self.nav_timeout_ms + self.settle_timeout_ms + 2 * self.script_timeout_ms) / 1000 + 5
+        try:
+            async with asyncio.timeout(budget_s):
+                return await self._render_in(slot, url, scope)
+        except TimeoutError as exc:
+            log.error("rendering %s overran %.0f s; replacing its page", url, budget_s)
+            raise TransientFetchError("timeout", f"render overran {budget_s:.0f} s") from exc
 
     async def _render_in(self, slot: _Slot, url: str, scope: Scope) -> Rendered:
         slot.scope = scope
@@ -385,7 +398,8 @@ class BrowserPool:
     async def _replace(self, slot: _Slot) -> _Slot:
         self._by_page.pop(slot.page, None)
         with contextlib.suppress(Exception):
-            await slot.page.close()
+            async with asyncio.timeout(5):
+                await slot.page.close()
         left = self._live_pages.get(slot.context, 1) - 1
         if left <= 0 and slot.context is not self._context:
             # A retired context's last page is gone: closing it lets its renderer processes exit.
@@ -395,19 +409,22 @@ class BrowserPool:
         else:
             self._live_pages[slot.context] = left
         try:
-            return await self._new_slot()
-        except PlaywrightError:
-            await self._restart()
+            async with asyncio.timeout(10):
+                return await self._new_slot()
+        except (PlaywrightError, TimeoutError):
+            log.warning("could not open a browser page; restarting the browser")
+            await self._restart(force=True)
             return await self._new_slot()
 
-    async def _restart(self) -> None:
+    async def _restart(self, force: bool = False) -> None:
         async with self._restart_lock:
-            if self._browser and self._browser.is_connected():
+            if not force and self._browser and self._browser.is_connected():
                 return
-            log.warning("browser disconnected; restarting it")
+            log.warning("browser disconnected or stuck; restarting it")
             with contextlib.suppress(Exception):
                 if self._browser:
-                    await self._browser.close()
+                    async with asyncio.timeout(10):
+                        await self._browser.close()
             await self._launch()
 
 
