@@ -12,14 +12,16 @@ are the truth and no durable consumer holds anything.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from showroom.cli.stack import SERVICES
-from showroom.common.topology import Durables, Streams
+from showroom.common.topology import Buckets, Durables, Streams
 from showroom.demo_site.lab_pages import lab_article
 
 from .harness import STATIC_PAGES, Chaos, chaos_stack
@@ -42,7 +44,8 @@ async def test_a_crawl_with_no_fault_is_exact(chaos: Chaos) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 async def test_sigkill_and_restart_mid_crawl_loses_and_doubles_nothing(chaos: Chaos, service: str) -> None:
-    crawl_id = await chaos.start_crawl()
+    # As many host slots as one scraper's workers: a killed scraper's fetch leases must not lock its successor out.
+    crawl_id = await chaos.start_crawl(host_concurrency=chaos.stack.config.scraper_concurrency)
     await chaos.progress.reach(MID_CRAWL)
     await chaos.restart(service, signal.SIGKILL)
     assert chaos.progress.scraped < len(chaos.expected), "the crawl ended before the fault: pace it slower"
@@ -111,3 +114,52 @@ async def test_sigterm_lets_the_indexer_finish_its_batch(tmp_path: Path) -> None
         chaos.stack.start_service("indexer")
         await chaos.stack.wait_service_ready("indexer")
         await chaos.assert_exactly_once(crawl_id, timeout=LONG_ACK_WAIT_S / 2)
+
+
+async def test_a_stalled_indexer_queues_pages_in_jetstream_and_scrapers_stay_bounded(chaos: Chaos) -> None:
+    """Back-pressure: pages wait in the PAGES stream, not in a process; a scraper holds at most its concurrency."""
+    indexer = chaos.stack.procs["indexer"]
+    concurrency = chaos.stack.config.scraper_concurrency
+    indexer.send_signal(signal.SIGSTOP)  # alive (its connection and pull request stay) but doing nothing
+    try:
+        inflight = await chaos.js.key_value(Buckets.INFLIGHT.name)
+        # Unpaced, with more host slots than the scraper has workers: the scraper is the bound, not politeness.
+        crawl_id = await chaos.start_crawl(host_delay_ms=0, host_concurrency=4 * concurrency)
+        watcher = await inflight.watch(f"{crawl_id}.*")
+        seen: list[int] = []
+
+        async def sample() -> None:
+            async for entry in watcher:
+                if entry is not None and entry.value:
+                    seen.append(json.loads(entry.value)["n"])
+
+        sampler = asyncio.create_task(sample())
+        held_tasks: list[int] = []
+
+        async def sample_frontier() -> None:
+            while True:
+                info = await chaos.consumer(Streams.FRONTIER.name, Durables.SCRAPER_FRONTIER)
+                held_tasks.append(info.num_ack_pending)
+                await asyncio.sleep(0.01)
+
+        frontier = asyncio.create_task(sample_frontier())
+        await chaos.progress.reach(len(chaos.expected))
+        sampler.cancel()
+        frontier.cancel()
+        # Fetch tasks delivered and not yet acked, all in the one scraper's hands (nothing is deferred here):
+        # its workers' tasks, plus at most one whose ack the server has not applied yet when it sees the next
+        # pull request (acks and pull requests are queued apart in nats-server).  Unbounded, it held 8-11.
+        assert held_tasks and 0 < max(held_tasks) <= concurrency + 1, Counter(held_tasks)
+        await watcher.stop()
+        assert seen and 0 < max(seen) <= concurrency, seen
+
+        held = await chaos.consumer(Streams.PAGES.name, Durables.INDEXER_PAGES)
+        # Every page event is in the stream; the stalled indexer holds at most one fetch's worth of them.
+        assert held.num_pending + held.num_ack_pending == len(chaos.expected), held
+        assert held.num_ack_pending <= min(held.config.max_ack_pending, 16), held  # index_concurrency
+        assert held.num_pending >= len(chaos.expected) - 16
+        status = await chaos.client.status(crawl_id)
+        assert status["status"] == "running" and status["counts"]["indexed"] == 0, status
+    finally:
+        indexer.send_signal(signal.SIGCONT)
+    await chaos.assert_exactly_once(crawl_id)

@@ -4,7 +4,7 @@ A service module builds its ``NatsBroker`` and subscribers, then calls
 :func:`build_app`; ``python -m showroom.<service>`` calls :func:`serve`, which
 runs it under uvicorn.  uvicorn turns SIGTERM/SIGINT into a graceful
 shutdown: the broker stops fetching, finishes the messages in hand, hands
-back (NAKs) those it fetched but had not started (:mod:`showroom.common.drain`),
+back (NAKs) those it fetched but had not started (:mod:`showroom.common.pulls`),
 then closes.
 """
 
@@ -22,7 +22,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.nats import NatsBroker
 from prometheus_client import make_asgi_app
 
-from showroom.common.drain import hand_back_on_stop
+from showroom.common.pulls import bound_pull_subscribers
 from showroom.common.settings import ServiceSettings
 from showroom.common.telemetry import setup_logging
 from showroom.common.topology import Subjects, ensure_topology
@@ -81,8 +81,8 @@ def build_app(
             await hook()
         await answer_health(broker, ready)
 
-    async def hand_back_unfinished_on_stop() -> None:
-        hand_back_on_stop(broker)
+    async def bound_pulls() -> None:
+        bound_pull_subscribers(broker)
 
     @get(include_in_schema=False)
     async def readyz(scope: object) -> AsgiResponse:
@@ -97,7 +97,7 @@ def build_app(
             ("/metrics", make_asgi_app()),
         ],
         on_startup=[connect_and_declare],
-        after_startup=[hand_back_unfinished_on_stop, *after_startup],
+        after_startup=[bound_pulls, *after_startup],
         on_shutdown=list(on_shutdown),
         after_shutdown=list(after_shutdown),
     )
