@@ -144,7 +144,7 @@ async def answer_with_cache(request: AskRequest) -> Answer:
     return answer
 
 
-@broker.subscriber(Subjects.ASK, queue=QueueGroups.RAG, max_workers=8)
+@broker.subscriber(Subjects.ASK, queue=QueueGroups.RAG, max_workers=settings.ask_concurrency)
 async def on_ask(request: AskRequest) -> Answer:
     try:
         answer = await answer_with_cache(request)
@@ -157,7 +157,7 @@ async def on_ask(request: AskRequest) -> Answer:
 
 # The gateway sets the inbox as the reply subject too (for nats-server's no-responders status);
 # the frames are the answer, so FastStream must not send a reply of its own.
-@broker.subscriber(Subjects.ASK_STREAM, queue=QueueGroups.RAG, max_workers=8, no_reply=True)
+@broker.subscriber(Subjects.ASK_STREAM, queue=QueueGroups.RAG, max_workers=settings.ask_concurrency, no_reply=True)
 async def on_ask_stream(request: AskStreamRequest) -> None:
     async def send(frame: dict) -> None:  # type: ignore[type-arg]
         await broker.publish(json.dumps(frame).encode(), request.inbox)

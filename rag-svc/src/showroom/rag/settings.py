@@ -31,6 +31,11 @@ class RagSettings(ServiceSettings):
     """Chunks retrieved per question before they are grouped into sources (pages)."""
 
     search_timeout_s: float = 10.0
+
+    ask_concurrency: int = 32
+    """Questions one replica answers at once.  Answering mostly waits (on index.search, the cache,
+    Gemini), and concurrent questions' searches share the indexer's query-embedding batches, so
+    this is well above the core count."""
     min_score: float = 0.0
     """Below this retrieval score the evidence is too weak to answer from.  Hybrid scores are RRF
     rank scores (about 1/(60 + rank)), so the default keeps every source and leaves refusing to
