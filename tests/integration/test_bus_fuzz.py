@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from nats.aio.client import Client
 
 from showroom.cli.client import FinishedCrawls, GatewayClient
-from showroom.cli.stack import Stack, StackConfig
+from showroom.cli.stack import Stack
 from showroom.common.events import (
     CrawlRequested,
     CrawlSpec,
@@ -39,7 +38,7 @@ from showroom.common.events import (
 )
 from showroom.common.topology import Durables, Streams, Subjects
 from tests.conftest import wait_for
-from tests.integration.test_dlq import stream_events
+from tests.integration.test_dlq import lab_stack, stream_events
 
 pytestmark = pytest.mark.e2e
 
@@ -61,15 +60,7 @@ CONSUMERS = {  # durable consumer -> its stream: every one must end with nothing
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    root = tmp_path_factory.mktemp("fuzz-stack")
-    config = StackConfig.ephemeral(
-        root,
-        api_key=secrets.token_urlsafe(24),
-        embedder="hashing",
-        demo_args=["--static-pages", str(ARTICLES)],
-        extra_env={"SHOWROOM_BROWSER": "false"},
-    )
-    async with Stack(config) as s:
+    async with lab_stack(tmp_path_factory.mktemp("fuzz-stack"), ARTICLES) as s:
         yield s
 
 

@@ -14,6 +14,7 @@ import re
 import secrets
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -36,22 +37,30 @@ LIMIT = 40_000
 ARTICLES = 6
 
 
+def lab_stack(root: Path, articles: int, **env: str) -> Stack:
+    """The embedded stack, light: hashing embedder, no browser, a demo lab of ``articles`` static pages."""
+    return Stack(
+        StackConfig.ephemeral(
+            root,
+            api_key=secrets.token_urlsafe(24),
+            embedder="hashing",
+            demo_args=["--static-pages", str(articles)],
+            extra_env={"SHOWROOM_BROWSER": "false", **env},
+        )
+    )
+
+
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    root = tmp_path_factory.mktemp("dlq-stack")
-    config = StackConfig.ephemeral(
-        root,
-        api_key=secrets.token_urlsafe(24),
-        embedder="hashing",
-        demo_args=["--static-pages", str(ARTICLES)],
-        extra_env={"SHOWROOM_INDEX_MAX_MARKDOWN_CHARS": str(LIMIT), "SHOWROOM_BROWSER": "false"},
-    )
-    async with Stack(config) as s:
+    async with lab_stack(
+        tmp_path_factory.mktemp("dlq-stack"), ARTICLES, SHOWROOM_INDEX_MAX_MARKDOWN_CHARS=str(LIMIT)
+    ) as s:
         yield s
 
 
 @pytest.fixture
 async def nc(stack: Stack) -> AsyncIterator[Client]:
+    """A client of the module's stack's nats-server."""
     client = await nats.connect(stack.config.nats_url)
     yield client
     await client.close()
