@@ -12,6 +12,7 @@ from faststream.exceptions import HandlerException, NackMessage
 from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
@@ -269,3 +270,14 @@ async def kv_update(
 
 def dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+async def kv_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """The keys of a KV bucket, sorted, from one stream-info request.
+
+    ``KeyValue.keys()`` opens a watcher: a consumer the server keeps for minutes, and too many of
+    them for anything that lists keys often (the scheduler lists brands on every tick).
+    """
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    return sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {})

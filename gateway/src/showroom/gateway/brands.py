@@ -20,7 +20,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from showroom.common.brands import Brand, BrandDefinition, BrandState, Trigger, load_registry
-from showroom.common.bus import kv_get, kv_update
+from showroom.common.bus import kv_get, kv_keys, kv_update
 from showroom.common.crawls import CrawlState
 from showroom.common.events import BRAND_PATTERN, CrawlStatus, is_brand_slug, new_id, utcnow
 from showroom.common.topology import Buckets
@@ -92,12 +92,7 @@ class BrandRegistry:
         return written
 
     async def list(self) -> list[Brand]:
-        # The keys come from one stream-info request.  ``KeyValue.keys()`` would open a watcher: a
-        # consumer the server keeps for minutes, too many of them for a scheduler listing every tick.
-        prefix = f"$KV.{Buckets.BRANDS.name}."
-        js = self.broker.config.connection_state.stream
-        info = await js.stream_info(f"KV_{Buckets.BRANDS.name}", subjects_filter=f"{prefix}>")
-        keys = sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {})
+        keys = await kv_keys(self.broker.config.connection_state.stream, Buckets.BRANDS.name)
         found = [(await kv_get(self.brands, k, Brand))[0] for k in keys if is_brand_slug(k)]
         return [b for b in found if b is not None]  # deleted keys read as None
 

@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from showroom.common.bus import kv_get, kv_update, publish_event
+from showroom.common.bus import kv_get, kv_keys, kv_update, publish_event
 from showroom.common.events import ReplayCancelled, ReplayRequested, ReplaySpec, new_id, utcnow
 from showroom.common.replays import ReplayState, ReplayStatus
 from showroom.common.telemetry import trace_id_var
@@ -104,10 +104,7 @@ async def create_replay(spec: ReplaySpec, request: Request) -> ReplayAccepted:
 async def list_replays(request: Request) -> list[ReplayState]:
     """Every replay, newest first."""
     kv = await _replays(request)
-    try:
-        keys = await kv.keys()
-    except Exception:  # nats-py raises NoKeysError on an empty bucket
-        return []
+    keys = await kv_keys(jetstream(request), Buckets.REPLAYS.name)
     states = [s for s in [(await kv_get(kv, k, ReplayState))[0] for k in keys] if s is not None]
     return sorted(states, key=lambda s: s.created_at, reverse=True)
 

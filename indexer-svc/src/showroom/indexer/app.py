@@ -10,7 +10,7 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
 
-from showroom.common.bus import bind_trace, dead_letters, decode, kv_get, make_broker, publish_event
+from showroom.common.bus import bind_trace, dead_letters, decode, kv_get, kv_keys, make_broker, publish_event
 from showroom.common.errors import PermanentError
 from showroom.common.events import (
     PageScraped,
@@ -99,11 +99,7 @@ def start_replay(replay_id: str) -> None:
 async def resume_replays() -> None:
     """Take over replays that no indexer is running (this one was restarted mid-replay)."""
     kv = _deps["replays_kv"]
-    try:
-        keys = await kv.keys()
-    except Exception:  # nats-py raises NoKeysError on an empty bucket
-        return
-    for key in keys:
+    for key in await kv_keys(broker.config.connection_state.stream, Buckets.REPLAYS.name):
         state, _ = await kv_get(kv, key, ReplayState)
         if state is not None and orphaned(state):
             log.info("resuming replay %s from sequence %d", key, state.progress.position)

@@ -44,7 +44,7 @@ from showroom.common.topology import url_key
 from showroom.indexer.chunking import CHUNKER_VERSION, Chunk, chunk_page
 from showroom.indexer.embedding import Embedder, QueryEmbeddings
 from showroom.indexer.sparse import Bm25Encoder
-from showroom.indexer.store import ChunkStore, ProductQuery, SearchFilter
+from showroom.indexer.store import ChunkStore, PageWrite, ProductQuery, SearchFilter
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,13 @@ def chunker_id(chunk_tokens: int) -> str:
 
 
 def page_payloads(page: PageScraped, chunks: list[Chunk], chunker: str, seq: int | None = None) -> list[dict[str, Any]]:
-    """Per chunk: the text, where it came from (page event and version) and the product's fields."""
+    """Per chunk: the text, where it came from (page event and version) and the product's fields.
+
+    The whole extracted product (specs, description...) rides on the first chunk only: product
+    search reads first chunks, and every chunk already carries the product's identity in its text.
+    """
     p = page.product
+    whole_product = p.model_dump() if p else None
     product_fields: dict[str, Any] = {"is_product": False, "kind": "page"}
     if p is not None and p.name:
         stocked = in_stock(p.availability)
@@ -95,7 +100,7 @@ def page_payloads(page: PageScraped, chunks: list[Chunk], chunker: str, seq: int
             "stream_seq": seq,
             "fetch_mode": page.fetch_mode,
             "fetched_by": page.fetched_by,
-            "product": p.model_dump() if p else None,
+            "product": whole_product if c.index == 0 else None,
             **product_fields,
         }
         for c in chunks
@@ -228,9 +233,10 @@ class Indexer:
         version = await self.follow_alias()
         store = self.store.pinned(version)
         chunker = chunker_id(self.chunk_words)
+        held = await store.page_versions([p.url for p in pages])
         work: list[tuple[PageScraped, list[Chunk]] | None] = []
         for page, seq in zip(pages, seqs, strict=True):
-            if await self._unchanged(store, page, seq, chunker):
+            if self._unchanged(held.get(page.url), page, seq, chunker):
                 work.append(None)
             else:
                 work.append((page, chunk_page(page, self.chunk_words)))
@@ -242,14 +248,24 @@ class Indexer:
             )
         else:
             dense, sparse = np.zeros((0, self.embedder.dim), dtype=np.float32), []
-        results = []
+        writes: list[PageWrite] = []
+        written: set[str] = set()
         offset = 0
         for page, seq, w in zip(pages, seqs, work, strict=True):
-            n = len(w[1]) if w else 0
-            if w is not None:
-                payloads = page_payloads(page, w[1], chunker, seq)
-                await store.replace_page(page.url, dense[offset : offset + n], sparse[offset : offset + n], payloads)
+            if w is None:
+                continue
+            n = len(w[1])
+            # Unknown (None) when the batch writes this URL twice: then surplus chunks are deleted.
+            had = None if page.url in written else int(held.get(page.url, {}).get("chunks") or 0)
+            written.add(page.url)
+            writes.append(PageWrite(page.url, dense[offset : offset + n], sparse[offset : offset + n],
+                                    page_payloads(page, w[1], chunker, seq), had_chunks=had))  # fmt: skip
             offset += n
+        if writes:
+            await store.replace_pages(writes)
+        results = []
+        for page, w in zip(pages, work, strict=True):
+            n = len(w[1]) if w else 0
             results.append(
                 PageIndexed(
                     crawl_id=page.crawl_id,
@@ -257,7 +273,7 @@ class Indexer:
                     brand=page.brand,
                     url=page.url,
                     content_hash=page.content_hash,
-                    chunks=n if w is not None else await store.count(page.url),
+                    chunks=n if w is not None else int(held.get(page.url, {}).get("chunks") or 0),
                     collection=version,
                     fetched_at=page.fetched_at,
                     index_ms=(time.perf_counter() - t0) * 1000,
@@ -267,10 +283,9 @@ class Indexer:
         return results
 
     @staticmethod
-    async def _unchanged(store: ChunkStore, page: PageScraped, seq: int | None, chunker: str) -> bool:
+    def _unchanged(held: dict[str, Any] | None, page: PageScraped, seq: int | None, chunker: str) -> bool:
         """Nothing to do: the index holds this very content chunked this very way, or a newer
         version of the page than this event (a replay reading behind live events)."""
-        held = await store.page_version(page.url)
         if held is None:
             return False
         if seq is not None and (held.get("stream_seq") or 0) > seq:

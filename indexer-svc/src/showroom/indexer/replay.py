@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
@@ -61,6 +62,45 @@ def orphaned(state: ReplayState) -> bool:
 
 class ReplayCancelledError(Exception):
     pass
+
+
+class _Reader:
+    """Batches from the replay's consumer, one always on its way while the last is indexed.
+
+    The consumer does not ack (a replay is not a work queue), so a batch the server has sent is
+    never sent again: the fetch in flight is kept across drains, never thrown away.
+    """
+
+    def __init__(self, sub: JetStreamContext.PullSubscription, batch_size: int) -> None:
+        self.sub, self.batch_size = sub, batch_size
+        self._ahead: asyncio.Task[list[Msg]] | None = None
+
+    async def _fetch(self) -> list[Msg]:
+        try:
+            return await self.sub.fetch(self.batch_size, timeout=0.5)
+        except TimeoutError:
+            return []
+
+    async def next(self) -> list[Msg]:
+        """The next batch (empty when the stream has nothing more for now)."""
+        ahead = self._ahead or asyncio.create_task(self._fetch())
+        msgs = await ahead
+        self._ahead = asyncio.create_task(self._fetch())
+        return msgs
+
+    async def pending(self) -> int:
+        try:
+            return (await self.sub.consumer_info()).num_pending or 0
+        except Exception:  # progress is best effort; the replay goes on
+            return 0
+
+    async def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await self._ahead
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()
 
 
 class ReplayRunner:
@@ -109,20 +149,19 @@ class ReplayRunner:
         state = await self._progress(state.replay_id, status=ReplayStatus.RUNNING)
         assert state is not None and state.target_collection is not None
         log.info("replay %s into %s (alias on %s)", state.replay_id, state.target_collection, state.source_collection)
-        sub = await self._subscribe(spec, state.progress.position)
+        reader = _Reader(await self._subscribe(spec, state.progress.position), self.batch_size)
         started, done_at_start = time.monotonic(), state.progress.done
         try:
-            state = await self._drain(state, sub, target, started, done_at_start)
+            state = await self._drain(state, reader, target, started, done_at_start)
             if spec.should_swap:
                 await self.live.store.swap_alias(state.target_collection)
                 await self._progress(state.replay_id, swapped=True)
                 log.info("replay %s: %s now serves %s", state.replay_id, self.live.store.collection,
                          state.target_collection)  # fmt: skip
                 # Events the live path wrote into the old version just before the swap.
-                state = await self._drain(state, sub, target, started, done_at_start)
+                state = await self._drain(state, reader, target, started, done_at_start)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await reader.close()
         return await self._finish(state.replay_id, ReplayStatus.COMPLETED)
 
     async def _target(self, state: ReplayState) -> Indexer:
@@ -170,7 +209,7 @@ class ReplayRunner:
     async def _drain(
         self,
         state: ReplayState,
-        sub: JetStreamContext.PullSubscription,
+        reader: _Reader,
         target: Indexer,
         started: float,
         done_at_start: int,
@@ -181,10 +220,7 @@ class ReplayRunner:
         while True:
             if state.replay_id in self._cancelled:
                 raise ReplayCancelledError
-            try:
-                msgs = await sub.fetch(self.batch_size, timeout=0.5)
-            except TimeoutError:
-                msgs = []
+            msgs = await reader.next()
             stop = not msgs
             latest: dict[str, tuple[int, PageScraped]] = {}
             for msg in msgs:
@@ -213,7 +249,7 @@ class ReplayRunner:
             now = time.monotonic()
             if stop or now - last_report >= PROGRESS_EVERY_S:
                 last_report = now
-                pending = await self._pending(sub)
+                pending = await reader.pending()
                 progress.total = progress.done + pending
                 elapsed = max(now - started, 1e-6)
                 progress.rate = round((progress.done - done_at_start) / elapsed, 1)
@@ -224,13 +260,6 @@ class ReplayRunner:
             if stop:
                 state.progress = progress
                 return state
-
-    @staticmethod
-    async def _pending(sub: JetStreamContext.PullSubscription) -> int:
-        try:
-            return (await sub.consumer_info()).num_pending or 0
-        except Exception:  # progress is best effort; the replay goes on
-            return 0
 
     async def _progress(self, replay_id: str, **changes: object) -> ReplayState | None:
         def apply(current: ReplayState | None) -> ReplayState | None:

@@ -44,6 +44,7 @@ __all__ = [
     "ChunkStore",
     "EdgeChunkStore",
     "ModelMismatchError",
+    "PageWrite",
     "ProductQuery",
     "QdrantChunkStore",
     "SearchFilter",
@@ -102,6 +103,23 @@ class ProductQuery:
     in_stock: bool | None = None
     text: str | None = None
     limit: int = 50
+
+
+@dataclass(frozen=True)
+class PageWrite:
+    """One page's new chunks, for :meth:`ChunkStore.replace_pages`."""
+
+    url: str
+    dense: np.ndarray
+    sparse: Sequence[Sparse]
+    payloads: Sequence[dict[str, Any]]
+    had_chunks: int | None = None
+    """How many chunks the store held for the page (``None``: unknown).  Surplus chunks are
+    deleted only when it held more than it gets, so a page new to the store costs one upsert."""
+
+    @property
+    def may_leave_surplus(self) -> bool:
+        return self.had_chunks is None or self.had_chunks > len(self.payloads)
 
 
 @dataclass
@@ -211,15 +229,23 @@ class ChunkStore(ABC):
 
     # -- data -------------------------------------------------------------------------------
 
-    @abstractmethod
     async def page_version(self, url: str) -> dict[str, Any] | None:
         """The payload of ``url``'s first chunk (content hash, chunker...), ``None`` if not indexed."""
+        return (await self.page_versions([url])).get(url)
 
     @abstractmethod
+    async def page_versions(self, urls: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`page_version` of many pages in one lookup (pages not indexed are left out)."""
+
     async def replace_page(
         self, url: str, dense: np.ndarray, sparse: Sequence[Sparse], payloads: Sequence[dict[str, Any]]
     ) -> None:
         """Make ``url``'s chunks exactly these (an empty list removes the page)."""
+        await self.replace_pages([PageWrite(url, dense, sparse, payloads)])
+
+    @abstractmethod
+    async def replace_pages(self, writes: Sequence[PageWrite]) -> None:
+        """:meth:`replace_page` for many pages: one upsert for all their points."""
 
     @abstractmethod
     async def search(
@@ -336,32 +362,36 @@ class EdgeChunkStore(ChunkStore):
         conds = [self._eq(k, v) for k, v in flt.conditions()] if flt else []
         return self.q.Filter(must=conds) if conds else None
 
-    async def page_version(self, url: str) -> dict[str, Any] | None:
+    async def page_versions(self, urls: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not urls:
+            return {}
         shard = await self._shard()
-        records = await asyncio.to_thread(shard.retrieve, [point_id(url, 0)], True, False)
-        return dict(records[0].payload or {}) if records else None
+        records = await asyncio.to_thread(shard.retrieve, [point_id(u, 0) for u in urls], True, False)
+        return {r.payload["url"]: dict(r.payload) for r in records if r.payload and "url" in r.payload}
 
-    async def replace_page(
-        self, url: str, dense: np.ndarray, sparse: Sequence[Sparse], payloads: Sequence[dict[str, Any]]
-    ) -> None:
-        self._check_dim(dense)
+    async def replace_pages(self, writes: Sequence[PageWrite]) -> None:
         q = self.q
-        points = [
-            q.Point(
-                point_id(url, i),
-                {DENSE: dense[i].tolist(), SPARSE: q.SparseVector(sparse[i].indices, sparse[i].values)},
-                dict(payload, url=url, chunk_index=i),
-            )
-            for i, payload in enumerate(payloads)
-        ]
-        stale = q.Filter(
-            must=[self._eq("url", url), q.FieldCondition("chunk_index", range=q.RangeFloat(gte=len(points)))]
-        )
+
+        def build() -> tuple[list[Any], list[Any]]:
+            points, stale = [], []
+            for w in writes:
+                self._check_dim(w.dense)
+                vectors = w.dense.tolist()
+                for i, payload in enumerate(w.payloads):
+                    sparse = q.SparseVector(w.sparse[i].indices, w.sparse[i].values)
+                    points.append(q.Point(point_id(w.url, i), {DENSE: vectors[i], SPARSE: sparse},
+                                          dict(payload, url=w.url, chunk_index=i)))  # fmt: skip
+                if w.may_leave_surplus:
+                    surplus = q.FieldCondition("chunk_index", range=q.RangeFloat(gte=len(w.payloads)))
+                    stale.append(q.Filter(must=[self._eq("url", w.url), surplus]))
+            return points, stale
 
         def write(shard: Any) -> None:
+            points, stale = build()
             if points:
                 shard.update(q.UpdateOperation.upsert_points(points))
-            shard.update(q.UpdateOperation.delete_points_by_filter(stale))
+            for flt in stale:
+                shard.update(q.UpdateOperation.delete_points_by_filter(flt))
 
         async with self._write_lock:
             await asyncio.to_thread(write, await self._shard())
@@ -537,33 +567,30 @@ class QdrantChunkStore(ChunkStore):
         conds = [self._eq(k, v) for k, v in flt.conditions()] if flt else []
         return self.m.Filter(must=conds) if conds else None
 
-    async def page_version(self, url: str) -> dict[str, Any] | None:
-        records = await self.client.retrieve(self._name, [point_id(url, 0)], with_payload=True)
-        return dict(records[0].payload or {}) if records else None
+    async def page_versions(self, urls: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not urls:
+            return {}
+        records = await self.client.retrieve(self._name, [point_id(u, 0) for u in urls], with_payload=True)
+        return {r.payload["url"]: dict(r.payload) for r in records if r.payload and "url" in r.payload}
 
-    async def replace_page(
-        self, url: str, dense: np.ndarray, sparse: Sequence[Sparse], payloads: Sequence[dict[str, Any]]
-    ) -> None:
-        self._check_dim(dense)
+    async def replace_pages(self, writes: Sequence[PageWrite]) -> None:
         m = self.m
-        points = [
-            m.PointStruct(
-                id=point_id(url, i),
-                vector={
-                    DENSE: dense[i].tolist(),
-                    SPARSE: m.SparseVector(indices=sparse[i].indices, values=sparse[i].values),
-                },
-                payload=dict(payload, url=url, chunk_index=i),
-            )
-            for i, payload in enumerate(payloads)
-        ]
-        stale = m.Filter(
-            must=[self._eq("url", url), m.FieldCondition(key="chunk_index", range=m.Range(gte=len(points)))]
-        )
+        points, stale = [], []
+        for w in writes:
+            self._check_dim(w.dense)
+            vectors = w.dense.tolist()
+            for i, payload in enumerate(w.payloads):
+                sparse = m.SparseVector(indices=w.sparse[i].indices, values=w.sparse[i].values)
+                points.append(m.PointStruct(id=point_id(w.url, i), vector={DENSE: vectors[i], SPARSE: sparse},
+                                            payload=dict(payload, url=w.url, chunk_index=i)))  # fmt: skip
+            if w.may_leave_surplus:
+                surplus = m.FieldCondition(key="chunk_index", range=m.Range(gte=len(w.payloads)))
+                stale.append(m.Filter(must=[self._eq("url", w.url), surplus]))
         async with self._write_lock:
             if points:
                 await self.client.upsert(self._name, points=points, wait=True)
-            await self.client.delete(self._name, points_selector=m.FilterSelector(filter=stale), wait=True)
+            for flt in stale:
+                await self.client.delete(self._name, points_selector=m.FilterSelector(filter=flt), wait=True)
 
     async def search(
         self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
