@@ -171,6 +171,29 @@ async def test_replay_rebuilds_with_another_chunk_size_without_fetching(
     assert_correct(await answers(client), site)
 
 
+async def test_a_brand_replay_re_extracts_from_stored_html_without_the_site(
+    stack: Stack, client: GatewayClient, crawl_id: str
+) -> None:
+    """The demo site is down (previous test): every page comes back from the archived raw HTML."""
+    last_seq = await pages_last_seq(stack.config.nats_url)
+    current = (await client.collections())["current"]
+    async with FinishedReplays(stack.config.nats_url) as finished:
+        rid = await client.replay(brand=BRAND, re_extract=True, target={"embedder": "hashing", "chunk_tokens": 120})
+        event = await finished.wait(rid, 120)
+    assert event["status"] == "completed", event
+    assert not event["swapped"], "a replay of one brand is partial: it must not replace the whole index"
+    state = await client.replay_status(rid)
+    scraped = (await client.status(crawl_id))["counts"]["scraped"]
+    assert scraped <= state["progress"]["indexed"] <= scraped + 1, state
+    versions = {v["name"]: v for v in (await client.collections())["versions"]}
+    assert (
+        versions[event["target_collection"]]["chunks"] > 0
+        and versions[event["target_collection"]]["meta"]["chunk_tokens"] == 120
+    )
+    assert (await client.collections())["current"] == current
+    assert await pages_last_seq(stack.config.nats_url) == last_seq
+
+
 async def test_pages_arriving_during_a_replay_reach_the_new_collection(
     stack: Stack, client: GatewayClient, crawl_id: str
 ) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
+from nats.js import JetStreamContext
 
 from showroom.common.bus import bind_trace, dead_letters, decode, kv_get, kv_keys, make_broker, publish_event
 from showroom.common.errors import PermanentError
@@ -22,11 +23,11 @@ from showroom.common.events import (
 )
 from showroom.common.replays import ReplayState
 from showroom.common.service import build_app
-from showroom.common.topology import Buckets, Durables, QueueGroups, Streams, Subjects
+from showroom.common.topology import Buckets, Durables, ObjectStores, QueueGroups, Streams, Subjects
 from showroom.indexer.embedding import Embedder, load_embedder
 from showroom.indexer.indexing import Indexer
 from showroom.indexer.provenance import Provenance
-from showroom.indexer.replay import ReplayRunner, orphaned
+from showroom.indexer.replay import ReExtract, ReplayRunner, orphaned
 from showroom.indexer.settings import IndexerSettings
 from showroom.indexer.store import open_store
 
@@ -201,11 +202,35 @@ async def open_index() -> None:
     js = broker.config.connection_state.stream
     _deps["provenance"] = await Provenance.open(broker, js)
     _deps["replays_kv"] = await js.key_value(Buckets.REPLAYS.name)
-    _deps["replays"] = ReplayRunner(js, _deps["replays_kv"], indexer, make_embedder)
+    _deps["replays"] = ReplayRunner(js, _deps["replays_kv"], indexer, make_embedder,
+                                    re_extract=await html_re_extractor(js))  # fmt: skip
     _deps["indexer"] = indexer
     log.info("index %s ready (%s, %d-d, chunks of up to %d tokens, %s)", settings.collection, embedder.name,
              embedder.dim, indexer.chunk_words, version)  # fmt: skip
     await resume_replays()
+
+
+async def html_re_extractor(js: JetStreamContext) -> ReExtract | None:
+    """Re-extraction from the raw HTML the scraper archived, with the scraper's own extractor.
+
+    ``None`` where the extractor is not installed (an indexer image without showroom-scraper):
+    replays asking for ``re_extract`` then fail with that reason.
+    """
+    try:
+        from showroom.scraper.extract import extract
+    except ImportError:
+        return None
+    html = await js.object_store(ObjectStores.HTML)
+
+    async def re_extract(page: PageScraped) -> PageScraped:
+        if not page.html_key:
+            return page  # not archived: the event's own extraction is all there is
+        raw = (await html.get(page.html_key)).data or b""
+        doc = await asyncio.to_thread(extract, raw.decode(errors="replace"), page.final_url)
+        # The content hash names the fetched version (its HTML), so lineage still leads to it.
+        return page.model_copy(update={"title": doc.title, "markdown": doc.markdown, "product": doc.product})
+
+    return re_extract
 
 
 async def close_index() -> None:
