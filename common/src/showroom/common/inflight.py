@@ -84,3 +84,27 @@ async def inflight_total(kv: KeyValue, crawl_id: str) -> int:
             if now - float(value.get("at", 0)) < STALE_AFTER_S:
                 total += int(value.get("n", 0))
     return total
+
+
+class InflightTotals:
+    """:func:`inflight_total` for readers that ask often (the gateway's status route under polling clients).
+
+    Each lookup lists the crawl's keys (a short-lived JetStream consumer) and reads each one: a
+    few milliseconds of bus round trips, which under many pollers dominated ``GET /v1/crawls/{id}``.
+    The counts themselves are written at most every ``FLUSH_S``, so a total up to ``max_age_s``
+    old says nothing staler; concurrent callers for one crawl share a single lookup.
+    """
+
+    def __init__(self, kv: KeyValue, max_age_s: float = FLUSH_S) -> None:
+        self.kv = kv
+        self.max_age_s = max_age_s
+        self._cached: dict[str, tuple[float, asyncio.Task[int]]] = {}
+
+    async def total(self, crawl_id: str) -> int:
+        now = time.monotonic()
+        hit = self._cached.get(crawl_id)
+        if hit is None or now - hit[0] > self.max_age_s or (hit[1].done() and hit[1].exception()):
+            if len(self._cached) > 1024:  # many crawls polled once: forget the stale ones
+                self._cached = {k: v for k, v in self._cached.items() if now - v[0] <= self.max_age_s}
+            hit = self._cached[crawl_id] = (now, asyncio.ensure_future(inflight_total(self.kv, crawl_id)))
+        return await asyncio.shield(hit[1])

@@ -30,7 +30,7 @@ from showroom.common.events import (
     CrawlStatus,
     utcnow,
 )
-from showroom.common.inflight import inflight_total
+from showroom.common.inflight import InflightTotals
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.answers import router as answers_router
 from showroom.gateway.auth import KeyRing, Scope, require_scope
@@ -81,7 +81,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         js = broker.config.connection_state.stream
         await ensure_topology(js, replicas=settings.stream_replicas)
         state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
-        state["inflight"] = await js.key_value(Buckets.INFLIGHT.name)
+        state["inflight"] = InflightTotals(await js.key_value(Buckets.INFLIGHT.name))
         try:
             async with run_brands(app_, broker, settings):
                 yield
@@ -157,7 +157,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         record = await _load(crawl_id)
         public = CrawlPublic.model_validate(record, from_attributes=True)
         if not record.status.is_final:
-            in_flight = await inflight_total(state["inflight"], crawl_id)
+            in_flight = await state["inflight"].total(crawl_id)
             public.counts.in_flight = min(in_flight, record.counts.in_progress)
             public.counts.queued = max(0, record.counts.in_progress - public.counts.in_flight)
         return public
