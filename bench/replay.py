@@ -6,6 +6,7 @@ A real nats-server (JetStream on disk) gets ``--events`` ``page.scraped`` events
 pages, repeated under distinct URLs) in its PAGES stream.  Then ``ReplayRunner`` -- the code
 indexer-svc runs for ``POST /v1/replays`` -- replays them into a new Qdrant Edge version:
 
+0. bus only: the replay's consumer reading and decoding every event, indexing nothing.
 1. embedding disabled: a null embedder (a constant 8-d unit vector) stands in for the model, so
    the figure is the bus read, decoding, chunking, BM25 and the store's upserts.  Goal: >= 5,000
    events/s.
@@ -39,7 +40,7 @@ from showroom.common.topology import Buckets, ensure_topology
 from showroom.indexer.chunking import chunk_page
 from showroom.indexer.embedding import Embedder, load_embedder
 from showroom.indexer.indexing import Indexer
-from showroom.indexer.replay import ReplayRunner
+from showroom.indexer.replay import ReplayRunner, _Reader
 from showroom.indexer.store import EdgeChunkStore
 
 
@@ -99,6 +100,21 @@ async def replay(js, root: Path, embedder: Embedder, to_seq: int | None, tag: st
     return final, elapsed
 
 
+async def read_only(js) -> float:  # type: ignore[no-untyped-def]
+    """Events/s through the replay's reader alone: what the bus and decoding cost."""
+    runner = ReplayRunner(js, await js.key_value(Buckets.REPLAYS.name), None, lambda _: NullEmbedder())  # type: ignore[arg-type]
+    reader = _Reader(await runner._subscribe(ReplaySpec(), 0), 256)
+    n, t0 = 0, time.perf_counter()
+    try:
+        while msgs := await reader.next():
+            for msg in msgs:
+                PageScraped.model_validate_json(msg.data)
+            n += len(msgs)
+    finally:
+        await reader.close()
+    return n / (time.perf_counter() - t0 - 0.5)  # less the final empty fetch's wait
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
@@ -119,6 +135,8 @@ async def main() -> None:
             info = await js.stream_info("PAGES")
             print(f"PAGES: {info.state.messages} events, {info.state.bytes / 1e6:.0f} MB (published at {rate:,.0f}/s)")
 
+            rate = await read_only(js)
+            print(f"bus only (the replay's consumer, decoding every event, nothing indexed): {rate:,.0f} events/s")
             final, elapsed = await replay(js, root, NullEmbedder(), None, "null")
             p = final.progress
             print(f"replay, embedding disabled: {p.done:,} events in {elapsed:.1f} s = "
