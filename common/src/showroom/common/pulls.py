@@ -56,7 +56,13 @@ class _Held:
             await asyncio.sleep(FULL_POLL_S)
         return min(batch, self.limit - held)
 
-    async def hand_back(self) -> int:
+    async def hand_back(self, pending: asyncio.Queue[Msg] | None = None) -> int:
+        """NAK what is held, and what arrived for a fetch that stopping cancelled (``pending``:
+        the subscription's queue, where the server's answer to that fetch lands)."""
+        while pending is not None and not pending.empty():
+            msg = pending.get_nowait()
+            if msg.reply and "Status" not in (msg.headers or {}):
+                self.msgs.append(msg)  # status messages (no messages, timeouts) carry no task
         left = [m for m in self.msgs if not m.is_acked]
         for msg in left:
             with contextlib.suppress(Exception):  # the connection may be gone (then ack_wait brings it back)
@@ -82,9 +88,12 @@ def bound_pull_subscribers(broker: NatsBroker) -> None:
             _held.msgs.extend(msgs)
             return msgs
 
-        async def stop_and_hand_back(_stop: Any = stop, _held: _Held = held, _name: str = name) -> None:
+        pending = getattr(getattr(subscription, "_sub", None), "_pending_queue", None)
+
+        async def stop_and_hand_back(_stop: Any = stop, _held: _Held = held, _name: str = name,
+                                     _pending: Any = pending) -> None:  # fmt: skip
             await _stop()
-            handed = await _held.hand_back()
+            handed = await _held.hand_back(_pending)
             log.info("drained %s: in-flight messages finished, %d unstarted handed back", _name, handed)
 
         subscription.fetch = bounded_fetch

@@ -49,9 +49,11 @@ class IndexerSettings(ServiceSettings):
     index_concurrency: int = 16
     """Page events in flight at once (they share embedding batches)."""
 
-    index_ack_wait_s: float = 120.0
-    """A page event not acked within this time (its indexer died) is redelivered; must exceed the
-    slowest micro-batch a page can wait through (``index_concurrency`` pages' chunks)."""
+    index_ack_wait_s: float = 30.0
+    """A page event not acked within this time (its indexer died, or a stop lost it in flight) is
+    redelivered; must exceed the slowest micro-batch a page can wait through (``index_concurrency``
+    pages' chunks: a few seconds with MiniLM here).  A late redelivery costs a lookup, not a
+    re-embedding: the page's content is already in the index."""
 
     index_max_markdown_chars: int = Field(default=500_000, ge=1)
     """A page with more markdown than this is dead-lettered, not indexed: its chunks would crowd out
