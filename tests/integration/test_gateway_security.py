@@ -16,6 +16,7 @@ from showroom.gateway.app import create_app
 from showroom.gateway.auth import KeyRing
 from showroom.gateway.ratelimit import TokenBucket
 from showroom.gateway.settings import GatewaySettings
+from tests.conftest import nats_server
 
 KEYS = {scope: f"sr_test-{scope.value}-key-0123456789" for scope in Scope}
 LIMITED = "sr_test-limited-key-0123456789"
@@ -28,10 +29,13 @@ def _settings(nats_url: str, **kw: object) -> GatewaySettings:
 
 
 @pytest.fixture(scope="module")
-async def app(nats_url: str) -> AsyncIterator:  # type: ignore[type-arg]
-    app = create_app(_settings(nats_url, max_body_bytes=4096, rate_per_s=1000, rate_burst=1000))
-    async with app.router.lifespan_context(app):
-        yield app
+async def app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator:  # type: ignore[type-arg]
+    # A server of its own: the probes start real replays, re-drives and crawls, which services
+    # that other tests run on the shared server would otherwise pick up.
+    with nats_server(tmp_path_factory.mktemp("security-nats")) as url:
+        app = create_app(_settings(url, max_body_bytes=4096, rate_per_s=1000, rate_burst=1000))
+        async with app.router.lifespan_context(app):
+            yield app
 
 
 @pytest.fixture

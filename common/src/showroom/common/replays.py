@@ -8,23 +8,13 @@ takes the request runs it and keeps the record's progress current (about once a 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from showroom.common.events import ReplaySpec, utcnow
+from showroom.common.events import CrawlStatus, ReplaySpec, utcnow
 
-
-class ReplayStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (ReplayStatus.COMPLETED, ReplayStatus.FAILED, ReplayStatus.CANCELLED)
+ReplayStatus = CrawlStatus
+"""A replay goes through a crawl's lifecycle: queued, running, then completed, failed or cancelled."""
 
 
 class ReplayProgress(BaseModel):

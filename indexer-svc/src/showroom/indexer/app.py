@@ -233,15 +233,25 @@ async def html_re_extractor(js: JetStreamContext) -> ReExtract | None:
     return re_extract
 
 
-async def close_index() -> None:
-    for task in list(_replays):  # a replay stopped here is resumed from its last position on restart
+async def stop_replays() -> None:
+    """Stop running replays before the connection drains; each resumes from its last position
+    when an indexer starts again."""
+    for task in list(_replays):
         task.cancel()
     await asyncio.gather(*_replays, return_exceptions=True)
+
+
+async def close_index() -> None:
     if indexer := _deps.get("indexer"):
         await indexer.close()
         await indexer.store.close()
 
 
 app = build_app(
-    broker, settings, on_startup=[open_index], after_shutdown=[close_index], ready=lambda: "indexer" in _deps
+    broker,
+    settings,
+    on_startup=[open_index],
+    on_shutdown=[stop_replays],
+    after_shutdown=[close_index],
+    ready=lambda: "indexer" in _deps,
 )
