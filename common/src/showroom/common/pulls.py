@@ -16,9 +16,11 @@ or two for fetch tasks and page events) -- a rolling restart stalled crawls.
 * a subscriber with ``N`` workers fetches only while it holds fewer than ``N``
   unacked messages, and never more than the free slots, so an instance holds
   at most what it is working on and the rest stay in the stream for others;
-* once the subscriber has stopped (handlers finished, connection still open),
-  every message it fetched and nobody acked is NAK'd: straight back to the
-  consumer for another instance, nothing lost and nothing waiting out ``ack_wait``.
+* on stop it fetches no more and lets the fetch on its way land (a cancelled
+  fetch would drop what the server already sent); once the subscriber has
+  stopped (handlers finished, connection still open), every message it fetched
+  and nobody acked is NAK'd: straight back to the consumer for another
+  instance, nothing lost and nothing waiting out ``ack_wait``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 FULL_POLL_S = 0.005
 """While full, how often to look for a finished message (acks have no hook; a few ms is noise)."""
 
+SETTLE_S = 10.0
+"""On stop, the longest to wait for a fetch on its way (a pull waits at most its own timeout)."""
+
 
 class _Held:
     """Messages one subscriber fetched and has not yet acked, nak'd or terminated."""
@@ -43,6 +48,29 @@ class _Held:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.msgs: list[Msg] = []
+        self.stopping = False
+        self.fetching: asyncio.Task[list[Msg]] | None = None
+        """The fetch on its way.  It is never cancelled: the server may already have sent its
+        messages, and a cancelled fetch would drop them (they would wait out ``ack_wait``)."""
+
+    async def fetch(self, fetch: Any, batch: int, *args: Any, **kw: Any) -> list[Msg]:
+        if not self.stopping:
+            batch = await self.free_slots(batch)
+        if self.stopping:
+            await asyncio.Event().wait()  # no new fetch once stopping; the stop cancels this wait
+        self.fetching = asyncio.ensure_future(fetch(batch, *args, **kw))
+        self.fetching.add_done_callback(self._keep)
+        return await asyncio.shield(self.fetching)
+
+    def _keep(self, task: asyncio.Task[list[Msg]]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.msgs.extend(task.result())
+
+    async def settle(self, timeout: float) -> None:
+        """Stop fetching and wait for the fetch on its way to land (before unsubscribing)."""
+        self.stopping = True
+        if self.fetching is not None and not self.fetching.done():
+            await asyncio.wait([self.fetching], timeout=timeout)
 
     def unacked(self) -> int:
         self.msgs = [m for m in self.msgs if not m.is_acked]
@@ -84,14 +112,13 @@ def bound_pull_subscribers(broker: NatsBroker) -> None:
 
         async def bounded_fetch(batch: int = 1, *args: Any, _fetch: Any = fetch, _held: _Held = held,
                                 **kw: Any) -> list[Msg]:  # fmt: skip
-            msgs = await _fetch(await _held.free_slots(batch), *args, **kw)
-            _held.msgs.extend(msgs)
-            return msgs
+            return await _held.fetch(_fetch, batch, *args, **kw)
 
         pending = getattr(getattr(subscription, "_sub", None), "_pending_queue", None)
 
         async def stop_and_hand_back(_stop: Any = stop, _held: _Held = held, _name: str = name,
                                      _pending: Any = pending) -> None:  # fmt: skip
+            await _held.settle(SETTLE_S)
             await _stop()
             handed = await _held.hand_back(_pending)
             log.info("drained %s: in-flight messages finished, %d unstarted handed back", _name, handed)
