@@ -15,6 +15,8 @@ import uuid
 
 from nats.js.kv import KeyValue
 
+from showroom.common.kvmirror import KvMirror
+
 STALE_AFTER_S = 30.0
 REFRESH_S = 10.0
 FLUSH_S = 0.5
@@ -67,20 +69,19 @@ class InflightCounter:
                     del self._counts[crawl_id]
 
 
-async def inflight_total(kv: KeyValue, crawl_id: str) -> int:
-    """Pages of ``crawl_id`` being fetched right now, over all live scraper processes."""
+def inflight_total(entries: dict[str, bytes], crawl_id: str, now: float | None = None) -> int:
+    """Pages of ``crawl_id`` being fetched right now, over all live scraper processes.
+
+    ``entries`` are the bucket's keys and values (a :class:`KvMirror`'s, or any subset holding
+    the crawl's keys); entries not refreshed for ``STALE_AFTER_S`` belong to dead processes.
+    """
+    now = time.time() if now is None else now
     total = 0
-    now = time.time()
-    try:
-        keys = await kv.keys(filters=[f"{crawl_id}."])
-    except Exception:  # nats-py raises NoKeysError on an empty bucket
-        return 0
-    for key in keys:
+    for key, raw in entries.items():
         if not key.startswith(f"{crawl_id}."):
             continue
-        with contextlib.suppress(Exception):
-            entry = await kv.get(key)
-            value = json.loads(entry.value or b"{}")
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            value = json.loads(raw or b"{}")
             if now - float(value.get("at", 0)) < STALE_AFTER_S:
                 total += int(value.get("n", 0))
     return total
@@ -89,22 +90,20 @@ async def inflight_total(kv: KeyValue, crawl_id: str) -> int:
 class InflightTotals:
     """:func:`inflight_total` for readers that ask often (the gateway's status route under polling clients).
 
-    Each lookup lists the crawl's keys (a short-lived JetStream consumer) and reads each one: a
-    few milliseconds of bus round trips, which under many pollers dominated ``GET /v1/crawls/{id}``.
-    The counts themselves are written at most every ``FLUSH_S``, so a total up to ``max_age_s``
-    old says nothing staler; concurrent callers for one crawl share a single lookup.
+    The bucket is mirrored in memory by one watcher (:class:`KvMirror`), so a lookup costs no
+    bus round trip.  Listing a crawl's keys per lookup instead created a JetStream consumer each
+    time, which the server kept for five minutes: hundreds of them under polling clients, each
+    one slowing every write to the bucket.
     """
 
-    def __init__(self, kv: KeyValue, max_age_s: float = FLUSH_S) -> None:
-        self.kv = kv
-        self.max_age_s = max_age_s
-        self._cached: dict[str, tuple[float, asyncio.Task[int]]] = {}
+    def __init__(self, kv: KeyValue) -> None:
+        self.mirror = KvMirror(kv, name="inflight")
 
-    async def total(self, crawl_id: str) -> int:
-        now = time.monotonic()
-        hit = self._cached.get(crawl_id)
-        if hit is None or now - hit[0] > self.max_age_s or (hit[1].done() and hit[1].exception()):
-            if len(self._cached) > 1024:  # many crawls polled once: forget the stale ones
-                self._cached = {k: v for k, v in self._cached.items() if now - v[0] <= self.max_age_s}
-            hit = self._cached[crawl_id] = (now, asyncio.ensure_future(inflight_total(self.kv, crawl_id)))
-        return await asyncio.shield(hit[1])
+    async def start(self) -> None:
+        await self.mirror.start()
+
+    async def stop(self) -> None:
+        await self.mirror.stop()
+
+    def total(self, crawl_id: str) -> int:
+        return inflight_total(self.mirror.with_prefix(f"{crawl_id}."), crawl_id)

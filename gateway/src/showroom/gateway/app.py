@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -18,7 +17,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from showroom.common.bus import kv_get, kv_update, make_broker, publish_event
@@ -73,7 +71,7 @@ class CrawlPublic(BaseModel):
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     broker = make_broker(settings.nats_servers, "gateway")
-    state: dict[str, KeyValue] = {}
+    state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
@@ -81,11 +79,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         js = broker.config.connection_state.stream
         await ensure_topology(js, replicas=settings.stream_replicas)
         state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
-        state["inflight"] = InflightTotals(await js.key_value(Buckets.INFLIGHT.name))
+        inflight = state["inflight"] = InflightTotals(await js.key_value(Buckets.INFLIGHT.name))
+        await inflight.start()
         try:
             async with run_brands(app_, broker, settings):
                 yield
         finally:
+            await inflight.stop()
             await broker.stop()
 
     app = FastAPI(
@@ -112,13 +112,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(brands_router, dependencies=scoped(Scope.CRAWL))
     app.include_router(replays_router, dependencies=scoped(Scope.ADMIN))
     app.include_router(dlq_router, dependencies=scoped(Scope.ADMIN))
-
-    @app.middleware("http")
-    async def response_time(request: Request, call_next):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Response-Time-Ms"] = f"{(time.perf_counter() - t0) * 1000:.2f}"
-        return response
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -157,7 +150,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         record = await _load(crawl_id)
         public = CrawlPublic.model_validate(record, from_attributes=True)
         if not record.status.is_final:
-            in_flight = await state["inflight"].total(crawl_id)
+            in_flight = state["inflight"].total(crawl_id)
             public.counts.in_flight = min(in_flight, record.counts.in_progress)
             public.counts.queued = max(0, record.counts.in_progress - public.counts.in_flight)
         return public

@@ -25,6 +25,8 @@ from fastapi import APIRouter, FastAPI, Request
 from faststream.nats import NatsBroker
 from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from showroom.common.events import new_id, utcnow
 from showroom.common.telemetry import trace_id_var
@@ -54,26 +56,49 @@ def instrument(app: FastAPI, broker: NatsBroker) -> None:
     """Add /metrics, request metrics and per-request trace ids to the gateway."""
     app.state.broker = broker
     app.mount("/metrics", make_asgi_app())
+    app.add_middleware(Telemetry)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
-        sent = request.headers.get(TRACE_HEADER, "")
+
+class Telemetry:
+    """Trace id, ``X-Response-Time-Ms`` and request metrics for every HTTP request.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs
+    the app in a task of its own and streams the response through a memory channel, a cost paid
+    on every request (most visible on the status route polled during a crawl).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = Headers(scope=scope).get(TRACE_HEADER, "")
         trace = sent if _TRACE_RE.match(sent) else new_id()
         token = trace_id_var.set(trace)
         t0 = time.perf_counter()
         status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers[TRACE_HEADER] = trace
+                headers["X-Response-Time-Ms"] = f"{(time.perf_counter() - t0) * 1000:.2f}"
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers[TRACE_HEADER] = trace
-            return response
+            await self.app(scope, receive, send_with_headers)
         finally:
-            route = request.scope.get("route")
-            # The template (/v1/crawls/{crawl_id}), never the raw path: labels stay bounded.
-            template = getattr(route, "path", None) or "unmatched"
+            # The router records the matched route on the scope: label by its template
+            # (/v1/crawls/{crawl_id}), never the raw path, so labels stay bounded.
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
             if not template.startswith("/metrics"):
-                HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
-                HTTP_SECONDS.labels(request.method, template).observe(time.perf_counter() - t0)
+                method = scope["method"]
+                HTTP_REQUESTS.labels(method, template, str(status)).inc()
+                HTTP_SECONDS.labels(method, template).observe(time.perf_counter() - t0)
             trace_id_var.reset(token)
 
 

@@ -1,0 +1,122 @@
+"""KvMirror against a real nats-server, and the in-flight counts the gateway's status route reads from one."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig
+
+from showroom.common.apikeys import ApiKeyEntry
+from showroom.common.bus import kv_update
+from showroom.common.crawls import CrawlState
+from showroom.common.events import CrawlStatus, new_id
+from showroom.common.inflight import STALE_AFTER_S, inflight_total
+from showroom.common.kvmirror import KvMirror
+from showroom.common.topology import Buckets
+from showroom.gateway.app import create_app
+from showroom.gateway.settings import GatewaySettings
+from tests.conftest import wait_for
+
+KEY = "test-key-0123456789abcdef"
+
+
+async def test_mirror_holds_current_values_then_follows_puts_and_deletes(nc: Client) -> None:
+    js = nc.jetstream()
+    kv = await js.create_key_value(KeyValueConfig(bucket=f"mirror_{new_id()[:8]}", history=5))
+    await kv.put("a", b"1")
+    await kv.put("a", b"2")  # only the latest value counts
+    await kv.put("b", b"x")
+    await kv.put("gone", b"y")
+    await kv.delete("gone")
+
+    mirror = KvMirror(kv, name="test")
+    await mirror.start()
+    try:
+        assert mirror.ready.is_set()
+        assert mirror.values == {"a": b"2", "b": b"x"}
+
+        await kv.put("c", b"3")
+        await kv.delete("a")
+        await kv.purge("b")
+
+        async def caught_up() -> bool:
+            return mirror.values == {"c": b"3"}
+
+        await wait_for(caught_up, what="the mirror to see the put, the delete and the purge")
+        assert mirror.with_prefix("c") == {"c": b"3"} and mirror.get("a") is None
+    finally:
+        await mirror.stop()
+
+
+async def test_mirror_of_an_empty_bucket_is_ready_and_resyncs_when_quiet(nc: Client) -> None:
+    js = nc.jetstream()
+    kv = await js.create_key_value(KeyValueConfig(bucket=f"mirror_{new_id()[:8]}"))
+    mirror = KvMirror(kv, name="quiet", resync_after_s=0.3)
+    await mirror.start()
+    try:
+        assert mirror.ready.is_set() and mirror.values == {}
+        await kv.put("k", b"v")
+
+        async def seen() -> bool:
+            return mirror.get("k") == b"v"
+
+        await wait_for(seen, what="the put")
+        first = mirror.last_update
+
+        # Quiet for longer than resync_after_s: the mirror starts a fresh watcher, which delivers
+        # the current value again (a later last_update) and keeps it.
+        async def resynced() -> bool:
+            return mirror.last_update > first and mirror.get("k") == b"v"
+
+        await wait_for(resynced, what="a resync from a fresh watcher")
+    finally:
+        await mirror.stop()
+
+
+def test_inflight_total_sums_live_instances_of_one_crawl_only() -> None:
+    now = time.time()
+
+    def entry(n: int, age: float) -> bytes:
+        return json.dumps({"n": n, "at": now - age}).encode()
+
+    entries = {
+        "c1.scraper-a": entry(3, 1),
+        "c1.scraper-b": entry(2, 5),
+        "c1.dead": entry(7, STALE_AFTER_S + 1),  # a killed process's count no longer counts
+        "c10.scraper-a": entry(9, 1),  # another crawl whose id starts with c1
+        "c1.garbled": b"not json",
+    }
+    assert inflight_total(entries, "c1", now) == 5
+    assert inflight_total(entries, "c10", now) == 9
+    assert inflight_total(entries, "c2", now) == 0
+
+
+async def test_status_route_reports_pages_in_flight_from_the_mirror(nc: Client, nats_url: str) -> None:
+    settings = GatewaySettings(nats_url=nats_url, api_keys=[ApiKeyEntry.for_key(KEY)])
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            spec = {"brand": "krk", "start_urls": ["https://www.krkmusic.com/"], "max_pages": 10}
+            crawl_id = (await client.post("/v1/crawls", json=spec, headers={"X-API-Key": KEY})).json()["crawl_id"]
+            js = nc.jetstream()
+
+            def running(state: CrawlState | None) -> CrawlState | None:
+                assert state is not None
+                state.status = CrawlStatus.RUNNING
+                state.counts.discovered = 6
+                return state
+
+            await kv_update(await js.key_value(Buckets.CRAWLS.name), crawl_id, CrawlState, running)
+            inflight = await js.key_value(Buckets.INFLIGHT.name)
+            await inflight.put(f"{crawl_id}.scraper-a", json.dumps({"n": 2, "at": time.time()}).encode())
+
+            async def counts() -> dict | None:
+                body = (await client.get(f"/v1/crawls/{crawl_id}", headers={"X-API-Key": KEY})).json()
+                return body["counts"] if body["counts"]["in_flight"] == 2 else None
+
+            seen = await wait_for(counts, what="the in-flight count to reach the status route")
+            assert seen["queued"] == 4 and seen["discovered"] == 6
