@@ -37,6 +37,7 @@ class KvMirror:
         self.ready = asyncio.Event()
         """Set once the first watcher has delivered every key's current value."""
         self.last_update = 0.0
+        self._stale: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, wait_s: float = 5.0) -> None:
@@ -52,7 +53,18 @@ class KvMirror:
                 await self._task
 
     def get(self, key: str) -> bytes | None:
+        """The mirrored value, or ``None`` if the key is unknown or written here since (read it from KV then)."""
+        stale = self._stale.get(key)
+        if stale is not None:
+            if self.revisions.get(key, 0) <= stale:
+                return None
+            del self._stale[key]
         return self.values.get(key)
+
+    def invalidate(self, key: str) -> None:
+        """This process is about to write ``key``: until the watcher brings a newer revision than the
+        one held now, :meth:`get` says ``None``, so no reader here sees a value older than that write."""
+        self._stale[key] = self.revisions.get(key, 0)
 
     def with_prefix(self, prefix: str) -> dict[str, bytes]:
         return {k: v for k, v in self.values.items() if k.startswith(prefix)}

@@ -29,6 +29,7 @@ from showroom.common.events import (
     utcnow,
 )
 from showroom.common.inflight import InflightTotals
+from showroom.common.kvmirror import KvMirror
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.answers import router as answers_router
 from showroom.gateway.auth import KeyRing, Scope, require_scope
@@ -79,6 +80,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         js = broker.config.connection_state.stream
         await ensure_topology(js, replicas=settings.stream_replicas)
         state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
+        # Status is polled far more often than a crawl's record changes: read it from memory.
+        records = state["records"] = KvMirror(state["crawls"], name="crawls")
+        await records.start()
         inflight = state["inflight"] = InflightTotals(await js.key_value(Buckets.INFLIGHT.name))
         await inflight.start()
         try:
@@ -86,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 yield
         finally:
             await inflight.stop()
+            await records.stop()
             await broker.stop()
 
     app = FastAPI(
@@ -173,6 +178,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             current.finished_at = utcnow()
             return current
 
+        state["records"].invalidate(crawl_id)  # a GET here after this DELETE must not read the old record
         record = await kv_update(state["crawls"], crawl_id, CrawlState, cancel)
         if record is None:
             current = await _load(crawl_id)
@@ -194,6 +200,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def _load(crawl_id: str) -> CrawlState:
         if not _CRAWL_ID.fullmatch(crawl_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
+        if (raw := state["records"].get(crawl_id)) is not None:
+            return CrawlState.model_validate_json(raw)
         record, _ = await kv_get(state["crawls"], crawl_id, CrawlState)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
