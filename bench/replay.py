@@ -142,6 +142,8 @@ async def main() -> None:
             print(f"replay, embedding disabled: {p.done:,} events in {elapsed:.1f} s = "
                   f"{p.done / elapsed:,.0f} events/s ({p.indexed:,} pages indexed)  [goal >= 5,000/s]")  # fmt: skip
 
+            if not args.embedded_events:
+                return
             minilm = load_embedder("minilm")
             subset = docs[: args.embedded_events]
             texts = [c.text for d in subset for c in chunk_page(d, 180)]

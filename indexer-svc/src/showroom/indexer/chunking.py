@@ -33,6 +33,12 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 
 
+def _word_tokens(word: str) -> int:
+    """:func:`count_tokens` of one whitespace-free word.  Most words are all letters or digits,
+    one token, which ``isalnum`` tells without running the regex (chunking calls this per word)."""
+    return 1 if word.isalnum() else len(_TOKEN.findall(word))
+
+
 @dataclass(frozen=True)
 class Chunk:
     index: int
@@ -72,7 +78,7 @@ def chunk_page(page: PageScraped, max_tokens: int = 180) -> list[Chunk]:
     p = page.product
     if p is not None:
         facts = offer_lines(p) + [f"{k}: {v}" for k, v in p.specs.items()]
-        for group in _windows(facts, max_tokens):
+        for group in _windows([(line, count_tokens(line)) for line in facts], max_tokens):
             blocks.append(("Specifications", "\n".join(group)))
     # With structured specs in hand, the markdown's own rendering of the table is a duplicate.
     prose = page.markdown
@@ -88,30 +94,38 @@ def chunk_page(page: PageScraped, max_tokens: int = 180) -> list[Chunk]:
     ]
 
 
-def _pieces(text: str, max_tokens: int) -> list[str]:
-    """Sentences, with any sentence longer than the bound cut into word windows."""
-    out: list[str] = []
+def _pieces(text: str, max_tokens: int) -> list[tuple[str, int]]:
+    """Sentences with their token counts, any sentence longer than the bound cut into word windows.
+
+    Tokens never span whitespace, so a sentence's count is the sum of its words': only a sentence
+    over the bound is walked word by word.
+    """
+    out: list[tuple[str, int]] = []
     for sentence in _SENTENCE_END.split(" ".join(text.split())):
-        words = sentence.split()
+        total = count_tokens(sentence)
+        if total <= max_tokens:
+            if sentence:
+                out.append((sentence, total))
+            continue
         piece: list[str] = []
         n = 0
-        for word in words:
-            k = count_tokens(word)
+        for word in sentence.split():
+            k = _word_tokens(word)
             if piece and n + k > max_tokens:
-                out.append(" ".join(piece))
+                out.append((" ".join(piece), n))
                 piece, n = [], 0
             piece.append(word)
             n += k
         if piece:
-            out.append(" ".join(piece))
+            out.append((" ".join(piece), n))
     return out
 
 
-def _windows(lines: list[str], max_tokens: int) -> list[list[str]]:
+def _windows(lines: list[tuple[str, int]], max_tokens: int) -> list[list[str]]:
+    """Consecutive lines (with their token counts) grouped up to ``max_tokens`` a group."""
     groups: list[list[str]] = [[]]
     words = 0
-    for line in lines:
-        n = count_tokens(line)
+    for line, n in lines:
         if groups[-1] and words + n > max_tokens:
             groups.append([])
             words = 0
