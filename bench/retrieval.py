@@ -161,6 +161,7 @@ async def cache_hits(n: int = 500) -> None:
     import nats
 
     from showroom.cli.stack import free_port, nats_server_binary
+    from showroom.common.answercache import answer_key
     from showroom.rag.cache import AnswerCache
 
     port = free_port()
@@ -175,7 +176,7 @@ async def cache_hits(n: int = 500) -> None:
             answer = Answer(question=request.question, answer="8 in [1]", model="extractive",
                             citations=[Citation(n=1, url="http://x", title="x", snippet="8 in", score=1,
                                                 content_hash="h")])  # fmt: skip
-            key = AnswerCache.key(request, "extractive")
+            key = answer_key(request, "extractive", "0.0")
             await cache.put(key, answer)
             times = []
             for _ in range(n):

@@ -1,6 +1,7 @@
 """indexer-svc and rag-svc as real processes on a real nats-server, driven through the gateway:
-hybrid retrieval with filters, the shared answer cache and its invalidation, streaming, the
-product search, and a prompt-injection page that must not change an answer.
+hybrid retrieval with filters, the shared answer cache (hits served by the gateway) and its
+invalidation, streaming, the product search, and a prompt-injection page that must not change
+an answer.
 
 The indexer runs the hashing embedder (no model load) over Qdrant Edge; everything else is what
 production runs.
@@ -178,12 +179,12 @@ async def test_repeated_question_is_served_from_the_cache_until_its_page_is_rein
     question = "What is the weight of the Northwind NW-5 Studio Monitor?"
     first = await ask(gateway, question, "northwind")
     assert "4.6 kg" in first["answer"] and first["cached"] is False
+    rag_hits = await rag_cache_hits(services["rag"])
     again = await ask(gateway, "  what is the WEIGHT of the Northwind NW-5 Studio Monitor ", "northwind")
     assert again["cached"] is True and again["answer"] == first["answer"]
-
-    async with httpx.AsyncClient() as client:
-        metrics = (await client.get(f"http://127.0.0.1:{services['rag']}/metrics")).text
-    assert "showroom_rag_answer_cache_hits_total" in metrics
+    assert again["citations"] == first["citations"]
+    # The gateway read the shared cache itself: rag-svc was not asked.
+    assert await rag_cache_hits(services["rag"]) == rag_hits
 
     changed = product_page("nw-5", "Northwind NW-5 Studio Monitor", 249.0, h="v2",
                            specs={"Woofer size": "5 in", "Weight": "4.9 kg"})  # fmt: skip
@@ -196,6 +197,13 @@ async def test_repeated_question_is_served_from_the_cache_until_its_page_is_rein
     answer = await wait_for(fresh, timeout=10, what="the cached answer to be invalidated")
     assert "4.9 kg" in answer["answer"]
     assert answer["citations"][0]["content_hash"] == "nw-5-v2"
+
+
+async def rag_cache_hits(port: int) -> float:
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    (line,) = [m for m in metrics.splitlines() if m.startswith("showroom_rag_answer_cache_hits_total ")]
+    return float(line.split()[1])
 
 
 async def test_streamed_answer_ends_with_the_citations(indexed: None, gateway: httpx.AsyncClient) -> None:

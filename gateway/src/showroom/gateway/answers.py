@@ -5,12 +5,16 @@ Streaming rides on core NATS: the gateway subscribes to a fresh inbox, then publ
 with that inbox (in the body and as the reply subject) on ``rag.ask.stream``; rag-svc publishes
 ``delta`` frames and a final ``answer`` frame (with the repaired text and citations) there.  Each
 frame becomes one SSE event of the same name.
+
+``/v1/ask`` serves answer-cache hits itself (:mod:`showroom.gateway.cachedanswers`); the streamed
+route leaves them to rag-svc, which sends a hit as one ``delta``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -22,9 +26,20 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from showroom.common.events import Answer, AskRequest
 from showroom.common.topology import Subjects
+from showroom.gateway.cachedanswers import CachedAnswers, CachedAnswersOpener
 from showroom.gateway.errors import ErrorBody
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["answers"])
+
+
+async def cached_answers(request: Request) -> CachedAnswers | None:
+    """The app's reader of the answer cache, opened on the first question."""
+    state = request.app.state
+    if (opener := getattr(state, "cached_answers", None)) is None:
+        opener = state.cached_answers = CachedAnswersOpener()
+    return await opener.get(state.broker)
 
 
 @router.post(
@@ -36,6 +51,13 @@ async def ask(question: AskRequest, request: Request) -> Response:
     """Answer a question from the crawled pages, citing them."""
     broker: NatsBroker = request.app.state.broker
     timeout = request.app.state.settings.ask_timeout_s
+    cache = await cached_answers(request)
+    if cache is not None:
+        try:
+            if (hit := await cache.lookup(question)) is not None:
+                return Response(hit.model_dump_json(), media_type="application/json")
+        except Exception:  # a cache read that fails is a miss: rag-svc still answers
+            log.exception("answer cache read failed")
     try:
         reply = await broker.request(question, Subjects.ASK, timeout=timeout)
     except NoRespondersError as exc:
@@ -45,6 +67,8 @@ async def ask(question: AskRequest, request: Request) -> Response:
     answer = Answer.model_validate_json(reply.body)
     if answer.error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, answer.error)
+    if cache is not None:
+        cache.learn(answer)
     # rag-svc's JSON, checked above, as it came: re-serialising the model would only cost time.
     return Response(reply.body, media_type="application/json")
 

@@ -17,6 +17,7 @@ import logging
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage, PullSub
 
+from showroom.common.answercache import IndexGeneration, answer_key, question_answered
 from showroom.common.bus import dead_letters, decode, make_broker, publish_event
 from showroom.common.events import (
     Answer,
@@ -25,7 +26,6 @@ from showroom.common.events import (
     ProductSearchRequest,
     ProductSearchResponse,
     ProductSummary,
-    QuestionAnswered,
     SearchRequest,
     SearchResponse,
 )
@@ -43,6 +43,7 @@ broker = make_broker(settings.nats_servers, "rag-svc")
 CACHE_DURABLE = "rag-cache-invalidation"
 INVALIDATION_DELIVERIES = 5
 _deps: dict[str, AnswerCache] = {}
+_generation: dict[str, IndexGeneration] = {}
 
 
 class AskStreamRequest(AskRequest):
@@ -79,12 +80,13 @@ async def cached_answer(request: AskRequest) -> tuple[str | None, Answer | None]
     cache = _deps.get("cache")
     if cache is None:
         return None, None
-    key = AnswerCache.key(request, answerer.model)
     try:
+        # The generation is read before searching: see showroom.common.answercache.
+        key = answer_key(request, answerer.model, await _generation["index"].of(request.brand))
         return key, await cache.get(key)
     except Exception:  # a cache that is down must not take answering down with it
         log.exception("answer cache read failed")
-        return key, None
+        return None, None
 
 
 async def remember(key: str | None, answer: Answer) -> None:
@@ -112,18 +114,8 @@ async def drain_audits() -> None:
 
 
 async def audit(request: AskRequest, answer: Answer) -> None:
-    event = QuestionAnswered(
-        question=request.question,
-        brand=request.brand,
-        model=answer.model,
-        answer=answer.answer,
-        citation_urls=[c.url for c in answer.citations],
-        latency_ms=answer.latency_ms,
-        refused=not answer.citations,
-        cached=answer.cached,
-    )
     try:
-        await publish_event(broker, event, Subjects.ANSWERED, stream=Streams.ANSWERS.name)
+        await publish_event(broker, question_answered(request, answer), Subjects.ANSWERED, stream=Streams.ANSWERS.name)
     except Exception:  # the caller already has its answer; the record is what is lost
         log.exception("audit of an answer failed")
 
@@ -131,7 +123,7 @@ async def audit(request: AskRequest, answer: Answer) -> None:
 async def answer_with_cache(request: AskRequest) -> Answer:
     key, hit = await cached_answer(request)
     if hit is not None:
-        return hit.model_copy(update={"cached": True, "latency_ms": 0.0})
+        return hit
     answer = await answer_question(
         request,
         search,
@@ -166,7 +158,7 @@ async def on_ask_stream(request: AskStreamRequest) -> None:
     try:
         key, hit = await cached_answer(ask)
         if hit is not None:
-            answer = hit.model_copy(update={"cached": True, "latency_ms": 0.0})
+            answer = hit
             await send({"type": "delta", "text": answer.answer})
         else:
             answer = None
@@ -216,7 +208,13 @@ async def open_cache() -> None:
     if settings.answer_cache_ttl_s <= 0:
         return
     js = broker.config.connection_state.stream
+    _generation["index"] = await IndexGeneration.start(js)
     _deps["cache"] = await AnswerCache.open(js, settings.answer_cache_ttl_s, settings.stream_replicas)
 
 
-app = build_app(broker, settings, on_startup=[open_cache], on_shutdown=[drain_audits])
+async def close_cache() -> None:
+    if (generation := _generation.pop("index", None)) is not None:
+        await generation.stop()
+
+
+app = build_app(broker, settings, on_startup=[open_cache], on_shutdown=[drain_audits, close_cache])

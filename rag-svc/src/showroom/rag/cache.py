@@ -1,20 +1,19 @@
 """The answer cache every rag-svc replica shares: a JetStream KV bucket with a TTL.
 
-Keys.  ``a.<sha256>`` of the normalised question (lower case, single spaces, no trailing
-punctuation), brand, ``top_k`` and the answering model: the same question asked again by anyone,
-through any replica, is one KV read.
+Keys.  ``a.<sha256>`` of the normalised question, brand, ``top_k``, the answering model and
+the index generation (:mod:`showroom.common.answercache`): the same question asked again by
+anyone, through any replica, is one KV read, and the gateway serves it without asking rag-svc.
 
-Invalidation.  An answer is only as fresh as the pages it cites.  Next to each answer the cache
-keeps a reverse index ``u.<url key>`` -> the answer keys citing that URL; when indexer-svc
-announces ``page.indexed`` for a URL, the answers citing it are deleted (the TTL bounds what a
-missed announcement could leave behind).
+Invalidation.  A key is only found while its generation is current: indexing any page of the
+brand, or finishing a replay, moves the generation on.  Next to each answer the cache also keeps
+a reverse index ``u.<url key>`` -> the answer keys citing that URL, and deletes them when
+indexer-svc announces ``page.indexed`` for the URL, so a re-indexed page's answers go at once
+from the bucket too (the TTL removes the rest).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -23,25 +22,18 @@ from nats.js.kv import KeyValue
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from showroom.common.answercache import BUCKET, read_answer
 from showroom.common.bus import kv_update
-from showroom.common.events import Answer, AskRequest
+from showroom.common.events import Answer
 from showroom.common.topology import url_key
 
 log = logging.getLogger(__name__)
-
-BUCKET = "answer_cache"
 
 HITS = Counter("showroom_rag_answer_cache_hits_total", "Questions answered from the shared answer cache.")
 MISSES = Counter("showroom_rag_answer_cache_misses_total", "Questions the answer cache did not hold.")
 INVALIDATED = Counter(
     "showroom_rag_answer_cache_invalidations_total", "Cached answers dropped because a page they cite was re-indexed."
 )
-
-_SPACES = re.compile(r"\s+")
-
-
-def normalise(question: str) -> str:
-    return _SPACES.sub(" ", question.strip().lower()).rstrip(" ?!.")
 
 
 class _Citers(BaseModel):
@@ -65,21 +57,11 @@ class AnswerCache:
             )  # fmt: skip
         return cls(kv)
 
-    @staticmethod
-    def key(request: AskRequest, model: str) -> str:
-        raw = "\x1f".join((normalise(request.question), request.brand or "", str(request.top_k), model))
-        return "a." + hashlib.sha256(raw.encode()).hexdigest()[:40]
-
     async def get(self, key: str) -> Answer | None:
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            entry = None
-        if entry is None or not entry.value:
-            MISSES.inc()
-            return None
-        HITS.inc()
-        return Answer.model_validate_json(entry.value)
+        """The answer at ``key``, marked ``cached``; None on a miss."""
+        answer = await read_answer(self.kv, key)
+        (MISSES if answer is None else HITS).inc()
+        return answer
 
     async def put(self, key: str, answer: Answer) -> None:
         # The reverse index first: an invalidation that lands between the two writes then still

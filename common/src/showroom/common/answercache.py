@@ -1,0 +1,133 @@
+"""The shared answer cache's keys, read by rag-svc (which fills it) and the gateway (which serves
+hits from it without asking rag-svc).
+
+A key names what an answer depends on: the normalised question (lower case, single spaces, no
+trailing punctuation), brand, ``top_k``, the answering model, and the *index generation* the
+answer was made from.  The generation is read from the bus, so every replica of either service
+computes the same key:
+
+* a brand's question: the stream sequence of the last ``page.indexed.<brand>`` event on INDEX
+  (a question over every brand: the INDEX stream's last sequence);
+* and the sequence of the last ``replay.finished`` on REPLAYS (a replay may swap the alias to a
+  rebuilt collection).
+
+Any page of a brand indexed, or any replay finished, changes the key, so answers made before it
+are not found again (the bucket's TTL removes them).  Answerers read the generation *before*
+they search: an answer made while a page was being indexed is stored under the older generation,
+which is already stale, so it is never served.  What a reader can still see is an answer made
+before a page event it has not yet received (the few milliseconds the event takes to arrive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from showroom.common.events import Answer, AskRequest, QuestionAnswered
+from showroom.common.topology import Streams, Subjects
+
+log = logging.getLogger(__name__)
+
+BUCKET = "answer_cache"
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(question: str) -> str:
+    return _SPACES.sub(" ", question.strip().lower()).rstrip(" ?!.")
+
+
+def answer_key(request: AskRequest, model: str, generation: str) -> str:
+    raw = "\x1f".join((normalise(request.question), request.brand or "", str(request.top_k), model, generation))
+    return "a." + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+async def read_answer(kv: KeyValue, key: str) -> Answer | None:
+    """The answer stored at ``key``, marked as served from the cache; None when there is none."""
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:  # also raised for a deleted or purged key
+        return None
+    if entry is None or not entry.value:
+        return None
+    return Answer.model_validate_json(entry.value).model_copy(update={"cached": True, "latency_ms": 0.0})
+
+
+def question_answered(request: AskRequest, answer: Answer) -> QuestionAnswered:
+    """The audit record of an answer (on ANSWERS; metrics-svc counts cache hits from it)."""
+    return QuestionAnswered(
+        question=request.question,
+        brand=request.brand,
+        model=answer.model,
+        answer=answer.answer,
+        citation_urls=[c.url for c in answer.citations],
+        latency_ms=answer.latency_ms,
+        refused=not answer.citations,
+        cached=answer.cached,
+    )
+
+
+class IndexGeneration:
+    """The index generation per brand (see the module docstring), kept current by two ordered
+    consumers (headers only) that start at the streams' ends; a brand's starting point is its
+    last ``page.indexed`` event, looked up once."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._last = 0
+        self._brands: dict[str, int] = {}
+        self._swaps = 0
+        self._subs: list = []  # type: ignore[type-arg]
+
+    @classmethod
+    async def start(cls, js: JetStreamContext) -> IndexGeneration:
+        self = cls(js)
+        # Subscribe first, then read where the streams end: nothing published in between is missed.
+        for subject, stream, cb in (
+            (Subjects.page_indexed("*"), Streams.INDEX.name, self._on_indexed),
+            (Subjects.REPLAY_FINISHED, Streams.REPLAYS.name, self._on_replayed),
+        ):
+            sub = await js.subscribe(subject, stream=stream, cb=cb, ordered_consumer=True,
+                                     deliver_policy=DeliverPolicy.NEW, headers_only=True)  # fmt: skip
+            self._subs.append(sub)
+        self._last = max(self._last, (await js.stream_info(Streams.INDEX.name)).state.last_seq)
+        self._swaps = max(self._swaps, await self._last_seq(Streams.REPLAYS.name, Subjects.REPLAY_FINISHED))
+        return self
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection may be closing already
+                pass
+        self._subs.clear()
+
+    async def of(self, brand: str | None) -> str:
+        """The generation an answer to a question about ``brand`` (None: any brand) depends on."""
+        if brand is None:
+            return f"{self._last}.{self._swaps}"
+        if brand not in self._brands:
+            seq = await self._last_seq(Streams.INDEX.name, Subjects.page_indexed(brand))
+            self._brands[brand] = max(self._brands.get(brand, 0), seq)
+        return f"{self._brands[brand]}.{self._swaps}"
+
+    async def _last_seq(self, stream: str, subject: str) -> int:
+        try:
+            return (await self.js.get_last_msg(stream, subject)).seq or 0
+        except NotFoundError:
+            return 0
+
+    async def _on_indexed(self, msg) -> None:  # type: ignore[no-untyped-def]
+        seq = msg.metadata.sequence.stream
+        brand = msg.subject.rsplit(".", 1)[-1]
+        self._last = max(self._last, seq)
+        self._brands[brand] = max(self._brands.get(brand, 0), seq)
+
+    async def _on_replayed(self, msg) -> None:  # type: ignore[no-untyped-def]
+        self._swaps = max(self._swaps, msg.metadata.sequence.stream)

@@ -1,0 +1,63 @@
+"""The answer cache's index generation on a real nats-server: what makes a cached answer stale."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+
+from showroom.common.answercache import IndexGeneration, answer_key, normalise
+from showroom.common.events import AskRequest, PageIndexed, ReplayFinished, utcnow
+from showroom.common.topology import Streams, Subjects, ensure_topology
+from tests.conftest import wait_for
+
+
+async def indexed(nc: Client, brand: str) -> int:
+    event = PageIndexed(crawl_id="c", brand=brand, url=f"http://{brand}.test/p", content_hash="h", chunks=1,
+                        collection="showroom_pages__v1", fetched_at=utcnow())  # fmt: skip
+    ack = await nc.jetstream().publish(Subjects.page_indexed(brand), event.model_dump_json().encode(),
+                                       stream=Streams.INDEX.name)  # fmt: skip
+    return ack.seq
+
+
+async def test_a_brands_generation_moves_with_its_pages_and_every_replay(nc: Client) -> None:
+    js = nc.jetstream()
+    await ensure_topology(js)
+    before = await indexed(nc, "alpha")  # indexed before the tracker started: found by lookup
+    generation = await IndexGeneration.start(js)
+    try:
+        alpha, beta, everything = await generation.of("alpha"), await generation.of("beta"), await generation.of(None)
+        assert alpha.startswith(f"{before}.")
+
+        seq = await indexed(nc, "alpha")
+        await wait_for(lambda: _moved(generation, "alpha", alpha), what="alpha's generation to move")
+        assert await generation.of("alpha") == f"{seq}.{alpha.split('.')[1]}"
+        assert await generation.of("beta") == beta  # another brand's page leaves beta's answers alone
+        assert await generation.of(None) != everything  # a question over every brand depends on it
+
+        beta_now, alpha_now = beta, await generation.of("alpha")
+        done = ReplayFinished(replay_id="r1", status="completed", swapped=True)
+        await js.publish(Subjects.REPLAY_FINISHED, done.model_dump_json().encode(), stream=Streams.REPLAYS.name)
+        await wait_for(lambda: _moved(generation, "beta", beta_now), what="a replay to move every generation")
+        assert await generation.of("alpha") != alpha_now
+    finally:
+        await generation.stop()
+
+    # Another process computes the same generations from the streams alone.
+    again = await IndexGeneration.start(js)
+    try:
+        assert await again.of("alpha") == await generation.of("alpha")
+        assert await again.of("beta") == await generation.of("beta")
+    finally:
+        await again.stop()
+
+
+async def _moved(generation: IndexGeneration, brand: str, old: str) -> bool:
+    return await generation.of(brand) != old
+
+
+def test_the_key_names_the_normalised_question_and_the_generation() -> None:
+    ask = AskRequest(question="What is the weight of the NW-5?", brand="northwind")
+    same = AskRequest(question="  what is the WEIGHT of the nw-5 ", brand="northwind")
+    assert normalise(same.question) == normalise(ask.question)
+    assert answer_key(ask, "extractive", "7.0") == answer_key(same, "extractive", "7.0")
+    assert answer_key(ask, "extractive", "7.0") != answer_key(ask, "extractive", "8.0")
+    assert answer_key(ask, "extractive", "7.0") != answer_key(ask, "gemini-2.5-flash", "7.0")
