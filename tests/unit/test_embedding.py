@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,27 @@ async def test_query_cache_is_bounded_and_errors_reach_every_waiter() -> None:
 
     results = await asyncio.gather(*(queries.embed(Broken(), f"q{i}") for i in range(3)), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_a_query_arriving_during_a_batch_does_not_wait_for_it() -> None:
+    """Two batches run at once: a slow batch (held here on an event) does not hold the next query."""
+    started, release = threading.Event(), threading.Event()
+
+    class Held(_CountingEmbedder):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            if "slow" in texts:
+                started.set()
+                assert release.wait(10)
+            return super().embed(texts)
+
+    embedder = Held()
+    queries = QueryEmbeddings(workers=2)
+    slow = asyncio.create_task(queries.embed(embedder, "slow"))
+    assert await asyncio.to_thread(started.wait, 10)
+    try:
+        fast = await asyncio.wait_for(queries.embed(embedder, "fast"), 10)
+        assert not slow.done()  # answered while the first batch was still being embedded
+        np.testing.assert_array_equal(fast, embedder.embed_query("fast"))
+    finally:
+        release.set()
+    np.testing.assert_array_equal(await slow, embedder.embed_query("slow"))

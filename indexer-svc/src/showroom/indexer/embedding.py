@@ -474,16 +474,23 @@ class QueryEmbeddings:
     that arrives while a batch is being embedded goes into the next one.  MiniLM packs a batch
     without padding, so a query's vector does not depend on what shared its batch.
 
+    Up to ``workers`` batches run at once (in threads; numpy's matmuls release the GIL): with
+    BLAS single-threaded (indexer-svc's default) one batch uses one core, and a query that
+    arrives while a batch is being embedded starts the next batch at once rather than waiting
+    ~12 ms for the first to finish.  Under load the first batch takes every waiting query, so
+    batches stay large.
+
     The embedder is passed per call (the indexer may switch embedders when its collection's alias
     moves); cache entries and batches are per embedder name.
     """
 
-    def __init__(self, cache_size: int = 4096, max_batch: int = 64) -> None:
+    def __init__(self, cache_size: int = 4096, max_batch: int = 64, workers: int = 2) -> None:
         self.cache_size = cache_size
         self.max_batch = max_batch
+        self.workers = workers
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._pending: list[tuple[Embedder, str, asyncio.Future[np.ndarray]]] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     async def embed(self, embedder: Embedder, text: str) -> np.ndarray:
         key = (embedder.name, text)
@@ -492,8 +499,10 @@ class QueryEmbeddings:
             return vector
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append((embedder, text, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="query-embeddings")
+        if len(self._running) < self.workers:
+            worker = asyncio.create_task(self._run(), name="query-embeddings")
+            self._running.add(worker)
+            worker.add_done_callback(self._running.discard)
         return await future
 
     async def _run(self) -> None:
