@@ -13,6 +13,11 @@ chunks and embeds the way that version was built (its ``meta``: embedder, chunk 
 a replay swaps the alias to a rebuilt version, the next batch follows it, and no batch ever
 writes one configuration's chunks into another's collection.
 
+Chunking elsewhere.  Chunking, BM25 and payloads need neither the store nor the dense model; given
+a process pool (``pool``, a replay's), :class:`Indexer` does them there, before the batch's point
+lookup, so a replay chunks one batch while the last one is written (see ``replay.py``).  Lookup and
+write stay in order batch after batch (``_batch_lock``): a batch sees what the one before wrote.
+
 Lineage.  Every chunk records the page event it came from (stream sequence, event id, fetch
 mode), so a citation leads back to the exact fetch.  A page event older than the version a
 collection already holds for that URL (a replay catching up behind live events) is skipped.
@@ -24,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +50,7 @@ from showroom.common.topology import url_key
 from showroom.indexer.chunking import CHUNKER_VERSION, Chunk, chunk_page
 from showroom.indexer.embedding import Embedder, QueryEmbeddings
 from showroom.indexer.sparse import Bm25Encoder
-from showroom.indexer.store import ChunkStore, PageWrite, ProductQuery, SearchFilter
+from showroom.indexer.store import ChunkStore, PageWrite, ProductQuery, SearchFilter, Sparse
 
 log = logging.getLogger(__name__)
 
@@ -85,26 +91,61 @@ def page_payloads(page: PageScraped, chunks: list[Chunk], chunker: str, seq: int
             "availability": p.availability,
             "in_stock": stocked,
         }
+    shared = {
+        "brand": page.brand,
+        "title": page.title,
+        "content_hash": page.content_hash,
+        "chunker": chunker,
+        "chunks": len(chunks),
+        "fetched_at": page.fetched_at.isoformat(),
+        "crawl_id": page.crawl_id,
+        "event_id": page.event_id,
+        "stream_seq": seq,
+        "fetch_mode": page.fetch_mode,
+        "fetched_by": page.fetched_by,
+        **product_fields,
+    }
     return [
-        {
-            "brand": page.brand,
-            "title": page.title,
-            "text": c.text,
-            "section": c.section,
-            "content_hash": page.content_hash,
-            "chunker": chunker,
-            "chunks": len(chunks),
-            "fetched_at": page.fetched_at.isoformat(),
-            "crawl_id": page.crawl_id,
-            "event_id": page.event_id,
-            "stream_seq": seq,
-            "fetch_mode": page.fetch_mode,
-            "fetched_by": page.fetched_by,
-            "product": whole_product if c.index == 0 else None,
-            **product_fields,
-        }
+        {**shared, "text": c.text, "section": c.section, "product": whole_product if c.index == 0 else None}
         for c in chunks
     ]
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """One page's chunk texts and payloads (and BM25 vectors where computed): the indexing work
+    that needs neither the store nor the dense model, so it can be done in another process."""
+
+    texts: list[str]
+    payloads: list[dict[str, Any]]
+    sparse: list[Sparse] | None = None
+
+
+def prepare_pages(
+    pages: list[PageScraped], seqs: list[int | None], chunk_words: int, sparse: Bm25Encoder | None = None
+) -> list[PreparedPage]:
+    """Chunk ``pages`` and build their payloads (and BM25 vectors, given ``sparse``)."""
+    chunker = chunker_id(chunk_words)
+    out = []
+    for page, seq in zip(pages, seqs, strict=True):
+        chunks = chunk_page(page, chunk_words)
+        texts = [c.text for c in chunks]
+        out.append(PreparedPage(texts, page_payloads(page, chunks, chunker, seq),
+                                sparse.embed_documents(texts) if sparse is not None else None))  # fmt: skip
+    return out
+
+
+_worker_encoders: dict[float, Bm25Encoder] = {}
+
+
+def prepare_in_worker(
+    pages: list[PageScraped], seqs: list[int | None], chunk_words: int, bm25_avg_len: float
+) -> list[PreparedPage]:
+    """:func:`prepare_pages` with BM25, in a pool process (one encoder per process and config)."""
+    encoder = _worker_encoders.get(bm25_avg_len)
+    if encoder is None:
+        encoder = _worker_encoders[bm25_avg_len] = Bm25Encoder(bm25_avg_len)
+    return prepare_pages(pages, seqs, chunk_words, encoder)
 
 
 def lineage_of(payload: dict[str, Any], collection: str | None = None) -> PageLineage:
@@ -145,8 +186,12 @@ class Indexer:
         max_batch_chunks: int = 64,
         max_wait_ms: float = 50.0,
         embedder_factory: EmbedderFactory | None = None,
+        pool: Executor | None = None,
     ) -> None:
         self.store = store
+        self.pool = pool
+        """Where pages are chunked and BM25-encoded (``None``: here, as each batch comes)."""
+        self._batch_lock = asyncio.Lock()
         self.embedder = embedder
         self.chunk_words = chunk_words
         self.embedder_factory = embedder_factory
@@ -227,45 +272,73 @@ class Indexer:
         return {"chunk_tokens": self.chunk_words, "chunker": chunker_id(self.chunk_words)}
 
     async def index_pages(self, pages: list[PageScraped], seqs: list[int | None] | None = None) -> list[PageIndexed]:
-        """Index ``pages`` with one embedder call for all the chunks that need embedding."""
+        """Index ``pages`` with one embedder call for all the chunks that need embedding.
+
+        Batches may be called concurrently: with a ``pool`` their chunking overlaps, while their
+        lookups and writes take turns, so each batch's lookup sees the writes before it.
+        """
         t0 = time.perf_counter()
         seqs = seqs or [None] * len(pages)
         version = await self.follow_alias()
+        chunk_words = self.chunk_words
+        prepared: list[PreparedPage] | None = None
+        if self.pool is not None:
+            # Before the lookup, so that it overlaps the write of the batch before; pages found
+            # unchanged were chunked for nothing, which a rebuild (all pages new) hardly has.
+            call = (prepare_in_worker, pages, seqs, chunk_words, self.sparse.avg_len)
+            prepared = await asyncio.get_running_loop().run_in_executor(self.pool, *call)
+        async with self._batch_lock:
+            return await self._index_prepared(pages, seqs, version, chunk_words, prepared, t0)
+
+    async def _index_prepared(
+        self,
+        pages: list[PageScraped],
+        seqs: list[int | None],
+        version: str,
+        chunk_words: int,
+        prepared: list[PreparedPage] | None,
+        t0: float,
+    ) -> list[PageIndexed]:
         store = self.store.pinned(version)
-        chunker = chunker_id(self.chunk_words)
+        chunker = chunker_id(chunk_words)
         held = await store.page_versions([p.url for p in pages])
-        work: list[tuple[PageScraped, list[Chunk]] | None] = []
-        for page, seq in zip(pages, seqs, strict=True):
+        work: list[PreparedPage | None] = []
+        for i, (page, seq) in enumerate(zip(pages, seqs, strict=True)):
             if self._unchanged(held.get(page.url), page, seq, chunker):
                 work.append(None)
+            elif prepared is not None:
+                work.append(prepared[i])
             else:
-                work.append((page, chunk_page(page, self.chunk_words)))
-        texts = [c.text for w in work if w for c in w[1]]
-        if texts:
+                work.append(prepare_pages([page], [seq], chunk_words)[0])
+        texts = [t for w in work if w for t in w.texts]
+        sparse: list[Sparse]
+        if not texts:
+            dense, sparse = np.zeros((0, self.embedder.dim), dtype=np.float32), []
+        elif prepared is not None:
+            dense = await asyncio.to_thread(self.embedder.embed, texts)
+            sparse = [v for w in work if w for v in w.sparse or ()]
+        else:
             # numpy's matmuls release the GIL: a thread keeps the event loop (and searches) going.
             dense, sparse = await asyncio.gather(
                 asyncio.to_thread(self.embedder.embed, texts), asyncio.to_thread(self.sparse.embed_documents, texts)
             )
-        else:
-            dense, sparse = np.zeros((0, self.embedder.dim), dtype=np.float32), []
         writes: list[PageWrite] = []
         written: set[str] = set()
         offset = 0
-        for page, seq, w in zip(pages, seqs, work, strict=True):
+        for page, w in zip(pages, work, strict=True):
             if w is None:
                 continue
-            n = len(w[1])
+            n = len(w.texts)
             # Unknown (None) when the batch writes this URL twice: then surplus chunks are deleted.
             had = None if page.url in written else int(held.get(page.url, {}).get("chunks") or 0)
             written.add(page.url)
-            writes.append(PageWrite(page.url, dense[offset : offset + n], sparse[offset : offset + n],
-                                    page_payloads(page, w[1], chunker, seq), had_chunks=had))  # fmt: skip
+            writes.append(PageWrite(page.url, dense[offset : offset + n], sparse[offset : offset + n], w.payloads,
+                                    had_chunks=had))  # fmt: skip
             offset += n
         if writes:
             await store.replace_pages(writes)
         results = []
         for page, w in zip(pages, work, strict=True):
-            n = len(w[1]) if w else 0
             results.append(
                 PageIndexed(
                     crawl_id=page.crawl_id,
@@ -273,7 +346,7 @@ class Indexer:
                     brand=page.brand,
                     url=page.url,
                     content_hash=page.content_hash,
-                    chunks=n if w is not None else int(held.get(page.url, {}).get("chunks") or 0),
+                    chunks=len(w.texts) if w is not None else int(held.get(page.url, {}).get("chunks") or 0),
                     collection=version,
                     fetched_at=page.fetched_at,
                     index_ms=(time.perf_counter() - t0) * 1000,

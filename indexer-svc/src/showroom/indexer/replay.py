@@ -12,6 +12,11 @@ so that last pass writes it into the new one; after the swap the live path write
 Each chunk records its event's stream sequence, and an event older than what a version holds for
 its URL is skipped, so the order in which the two writers get to a page does not matter.
 
+Throughput.  While one batch is written, the next is read, decoded and -- for a replay of more than
+``POOL_MIN_EVENTS`` events -- chunked and BM25-encoded in a worker process (``Indexer.pool``):
+writing points into Qdrant Edge holds this process's GIL, so that is the only place the other
+core can help.  Progress only counts batches whose write finished.
+
 Progress (events done/total, rate, ETA, the last sequence read) is written to the ``replays`` KV
 record about once a second.  A replay whose indexer died resumes after that sequence when the
 indexer starts again; a cancelled one stops at its next batch and keeps its partial version
@@ -23,8 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from nats.aio.msg import Msg
@@ -34,12 +43,12 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from showroom.common.bus import MSG_ID_HEADER, kv_get, kv_update
-from showroom.common.events import PageScraped, ReplayFinished, ReplaySpec, utcnow
-from showroom.common.replays import ReplayState, ReplayStatus
+from showroom.common.events import PageIndexed, PageScraped, ReplayFinished, ReplaySpec, utcnow
+from showroom.common.replays import ReplayProgress, ReplayState, ReplayStatus
 from showroom.common.service import INSTANCE
 from showroom.common.topology import Streams, Subjects
 from showroom.indexer.embedding import Embedder
-from showroom.indexer.indexing import EmbedderFactory, Indexer
+from showroom.indexer.indexing import EmbedderFactory, Indexer, prepare_in_worker
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,8 @@ ReExtract = Callable[[PageScraped], Awaitable[PageScraped]]
 PROGRESS_EVERY_S = 1.0
 ORPHANED_AFTER_S = 15.0
 """A running replay whose runner has not written progress for this long is taken over."""
+POOL_MIN_EVENTS = 5_000
+"""A replay with more events than this to go chunks in a worker process (starting one costs ~1 s)."""
 
 
 def orphaned(state: ReplayState) -> bool:
@@ -103,6 +114,18 @@ class _Reader:
             await self.sub.unsubscribe()
 
 
+@dataclass
+class _Batch:
+    """One fetched batch: what it counts for progress, and its indexing (``task``) once started."""
+
+    done: int = 0
+    skipped: int = 0
+    position: int = 0
+    pages: list[PageScraped] = field(default_factory=list)
+    seqs: list[int | None] = field(default_factory=list)
+    task: asyncio.Task[list[PageIndexed]] | None = None
+
+
 class ReplayRunner:
     """Runs replays in this indexer.  ``embedder_factory`` should return one shared instance per
     name, so a replay with the live embedder does not load the model twice."""
@@ -116,13 +139,17 @@ class ReplayRunner:
         *,
         batch_size: int = 256,
         re_extract: ReExtract | None = None,
+        workers: int | None = None,
     ) -> None:
+        """``workers``: chunking processes for a replay (``None``: one for a replay of more than
+        ``POOL_MIN_EVENTS`` events where there is a spare core; 0: none)."""
         self.js = js
         self.replays = replays
         self.live = live
         self.embedder_factory = embedder_factory
         self.batch_size = batch_size
         self.re_extract = re_extract
+        self.workers = workers
         self._cancelled: set[str] = set()
 
     def cancel(self, replay_id: str) -> None:
@@ -151,6 +178,9 @@ class ReplayRunner:
         log.info("replay %s into %s (alias on %s)", state.replay_id, state.target_collection, state.source_collection)
         reader = _Reader(await self._subscribe(spec, state.progress.position), self.batch_size)
         started, done_at_start = time.monotonic(), state.progress.done
+        target.pool = await self._pool(reader)
+        if target.pool is not None:  # the worker starts (imports, BM25 model) while the first batch is read
+            target.pool.submit(prepare_in_worker, [], [], target.chunk_words, target.sparse.avg_len)
         try:
             state = await self._drain(state, reader, target, started, done_at_start)
             if spec.should_swap:
@@ -162,7 +192,20 @@ class ReplayRunner:
                 state = await self._drain(state, reader, target, started, done_at_start)
         finally:
             await reader.close()
+            if target.pool is not None:
+                target.pool.shutdown(wait=False, cancel_futures=True)
         return await self._finish(state.replay_id, ReplayStatus.COMPLETED)
+
+    async def _pool(self, reader: _Reader) -> ProcessPoolExecutor | None:
+        workers = self.workers
+        if workers is None:
+            spare = (os.cpu_count() or 1) > 1
+            workers = 1 if spare and await reader.pending() > POOL_MIN_EVENTS else 0
+        if not workers:
+            return None
+        # spawn: this process runs threads (the NATS client's loop, the embedder's), which fork
+        # would copy mid-flight.
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     async def _target(self, state: ReplayState) -> Indexer:
         """The indexer that writes the new version (created now, or found again on resume)."""
@@ -214,52 +257,88 @@ class ReplayRunner:
         started: float,
         done_at_start: int,
     ) -> ReplayState:
-        """Read and index events until the stream (or the spec's end) is reached."""
+        """Read and index events until the stream (or the spec's end) is reached.
+
+        A batch is indexed while the next one is read (and chunked); progress, the resume
+        position included, moves only when a batch's write has finished.
+        """
         spec, progress = state.spec, state.progress.model_copy()
         last_report = time.monotonic()
-        while True:
-            if state.replay_id in self._cancelled:
-                raise ReplayCancelledError
-            msgs = await reader.next()
-            stop = not msgs
-            latest: dict[str, tuple[int, PageScraped]] = {}
-            for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                if self._past_end(spec, seq, msg.metadata.timestamp):
-                    stop = True
-                    break
-                progress.done += 1
-                progress.position = seq
-                try:
-                    page = PageScraped.model_validate_json(msg.data)
-                except ValidationError:
-                    progress.skipped += 1
-                    continue
-                if page.url in latest:
-                    progress.skipped += 1  # superseded within this batch
-                latest[page.url] = (seq, page)
-            if latest:
-                pages = [p for _, p in latest.values()]
-                if spec.re_extract and self.re_extract is not None:
-                    pages = list(await asyncio.gather(*(self.re_extract(p) for p in pages)))
-                results = await target.index_pages(pages, [s for s, _ in latest.values()])
-                indexed = sum(not r.unchanged for r in results)
-                progress.indexed += indexed
-                progress.skipped += len(results) - indexed
-            now = time.monotonic()
-            if stop or now - last_report >= PROGRESS_EVERY_S:
-                last_report = now
-                pending = await reader.pending()
-                progress.total = progress.done + pending
-                elapsed = max(now - started, 1e-6)
-                progress.rate = round((progress.done - done_at_start) / elapsed, 1)
-                progress.eta_s = round(pending / progress.rate, 1) if progress.rate else None
-                current = await self._progress(state.replay_id, progress=progress)
-                if current is not None and current.status == ReplayStatus.CANCELLED:
+        writing: _Batch | None = None
+        try:
+            while True:
+                if state.replay_id in self._cancelled:
                     raise ReplayCancelledError
-            if stop:
-                state.progress = progress
-                return state
+                batch, stop = self._decode(spec, await reader.next())
+                if batch.pages:
+                    batch.task = asyncio.create_task(self._index(spec, target, batch))
+                if writing is not None:
+                    await self._settle(writing, progress)
+                writing = batch
+                if stop:
+                    writing = None
+                    await self._settle(batch, progress)
+                now = time.monotonic()
+                if stop or now - last_report >= PROGRESS_EVERY_S:
+                    last_report = now
+                    pending = await reader.pending()
+                    # What is read but not yet written counts as pending.
+                    pending += writing.done if writing is not None else 0
+                    progress.total = progress.done + pending
+                    elapsed = max(now - started, 1e-6)
+                    progress.rate = round((progress.done - done_at_start) / elapsed, 1)
+                    progress.eta_s = round(pending / progress.rate, 1) if progress.rate else None
+                    current = await self._progress(state.replay_id, progress=progress)
+                    if current is not None and current.status == ReplayStatus.CANCELLED:
+                        raise ReplayCancelledError
+                if stop:
+                    state.progress = progress
+                    return state
+        finally:
+            if writing is not None and writing.task is not None:
+                writing.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing.task
+
+    def _decode(self, spec: ReplaySpec, msgs: list[Msg]) -> tuple[_Batch, bool]:
+        """The batch's newest event per URL; ``True`` when the replay's end is reached."""
+        batch, stop = _Batch(), not msgs
+        latest: dict[str, tuple[int, PageScraped]] = {}
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if self._past_end(spec, seq, msg.metadata.timestamp):
+                stop = True
+                break
+            batch.done += 1
+            batch.position = seq
+            try:
+                page = PageScraped.model_validate_json(msg.data)
+            except ValidationError:
+                batch.skipped += 1
+                continue
+            if page.url in latest:
+                batch.skipped += 1  # superseded within this batch
+            latest[page.url] = (seq, page)
+        batch.pages = [p for _, p in latest.values()]
+        batch.seqs = [s for s, _ in latest.values()]
+        return batch, stop
+
+    async def _index(self, spec: ReplaySpec, target: Indexer, batch: _Batch) -> list[PageIndexed]:
+        pages = batch.pages
+        if spec.re_extract and self.re_extract is not None:
+            pages = list(await asyncio.gather(*(self.re_extract(p) for p in pages)))
+        return await target.index_pages(pages, batch.seqs)
+
+    @staticmethod
+    async def _settle(batch: _Batch, progress: ReplayProgress) -> None:
+        """Wait for ``batch``'s write, then count it."""
+        results = await batch.task if batch.task is not None else []
+        indexed = sum(not r.unchanged for r in results)
+        progress.done += batch.done
+        progress.skipped += batch.skipped + len(results) - indexed
+        progress.indexed += indexed
+        if batch.position:
+            progress.position = batch.position
 
     async def _progress(self, replay_id: str, **changes: object) -> ReplayState | None:
         def apply(current: ReplayState | None) -> ReplayState | None:

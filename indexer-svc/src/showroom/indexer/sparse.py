@@ -18,6 +18,7 @@ class Bm25Encoder:
     def __init__(self, avg_len: float = 120.0) -> None:
         import qdrant_edge
 
+        self.avg_len = avg_len
         # Chunks are ~120 words after the identity header; avg_len is in tokens after stopwords.
         self._model = qdrant_edge.Bm25(qdrant_edge.Bm25Config(language="english", avg_len=avg_len))
 
