@@ -35,8 +35,6 @@ DEMO_REGISTRY = Path(str(files("showroom.demo_site") / "brands.toml"))
 """The demo's brand registry; the gateway of an embedded stack with the demo site loads it."""
 
 SERVICES = ("gateway", "scraper", "indexer", "rag", "metrics")
-BATCH_SERVICES = frozenset({"scraper", "indexer"})
-"""Throughput work, not anyone's request: these run niced (``StackConfig.batch_nice``)."""
 MODULES = {
     "gateway": "showroom.gateway",
     "scraper": "showroom.scraper",
@@ -88,11 +86,6 @@ class StackConfig:
     scraper_concurrency: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     with_demo: bool = True
-    batch_nice: int = 10
-    """The niceness of the batch workers (:data:`BATCH_SERVICES`) on this one machine.  A full-rate
-    crawl can use every core (Chromium, the embedder's threads); at a lower priority it takes what
-    the interactive path (gateway, rag-svc, nats-server) leaves, instead of making API calls wait
-    for a time slice.  In k8s the same split is made with separate pods and CPU requests.  0: off."""
     scheduler: bool = False
     """Re-crawl the registry's brands on their intervals.  Off unless asked (``showroom up`` asks),
     so tests and benchmarks run only the crawls they start."""
@@ -212,10 +205,7 @@ class Stack:
         env = self.config.service_env(service) | self.config.extra_env
         if port is not None:
             env["SHOWROOM_HTTP_PORT"] = str(port)
-        cmd = [sys.executable, "-m", MODULES[service]]
-        if service in BATCH_SERVICES and self.config.batch_nice:
-            cmd = ["nice", "-n", str(self.config.batch_nice), *cmd]  # exec's: the pid stays the service's
-        self._spawn(name or service, cmd, env)
+        self._spawn(name or service, [sys.executable, "-m", MODULES[service]], env)
 
     async def wait_ready(self, name: str, port: int, timeout: float = 60) -> None:
         async with httpx.AsyncClient(timeout=2) as client:
