@@ -1,6 +1,21 @@
 """Query latency through the gateway at 100k chunks, 20 concurrent clients, extractive answers.
 
-    uv run python bench/query_latency.py [--points 100000] [--clients 20] [--questions 400]
+    uv run python bench/query_latency.py [--points 100000] [--clients 20] [--questions 280]
+                                         [--think-ms 1000 0] [--index-dir DIR]
+
+What "20 concurrent clients" means.  Issue 4's goal (p95 < 50 ms uncached, < 5 ms for cache
+hits, excluding the LLM) is about 20 people using Showroom at once: each asks, reads the
+answer, asks again.  That is the *headline* mode, ``--think-ms 1000``: every client pauses
+0.5-1.5 s (uniform, mean 1 s) between its questions, about 18 questions/s in all, and the figures
+are the service time at a load the stack carries.  The goal lines refer to it.
+
+The bench also runs the same clients *closed loop* (``0``: each asks again as soon as it has an
+answer), a saturation test: there latency is about clients / throughput (Little's law), so it
+reports what the two cores can do, not what a person waits.  On this machine the load generator
+shares the two cores with nats-server and the three services, so closed-loop latency is mostly
+CPU queueing: at ~17 ms of CPU per uncached ask over all processes, 20 back-to-back clients
+cannot see less than ~170 ms.  Each mode asks its own questions (``--questions`` of the ~580
+the demo catalogue gives), so neither finds the other's answers cached.
 
 1. The index (built once, reused while ``--index-dir`` holds one of the same size): the demo
    site's product and support pages indexed by ``Indexer.index_pages`` with the real MiniLM
@@ -12,18 +27,16 @@
    (HNSW built) once.  The build runs in a child process: the embedded store locks its folder.
 2. The real services as processes (nats-server, indexer-svc on that folder, rag-svc with the
    extractive answerer, the gateway), started with :class:`showroom.cli.stack.Stack`.
-3. ``--clients`` HTTP clients, each asking its next question as soon as it has an answer
-   (closed loop), or after a pause of about ``--think-ms`` (people reading the answer):
+3. Per mode, ``--clients`` HTTP clients ask:
 
    * ``uncached``: distinct spec and price questions about the demo products (brand-filtered
      hybrid search over the 100k chunks, extractive answer, cache write);
-   * ``cache hit``: the same questions again -- answered from the shared JetStream KV cache;
+   * ``cache hit``: the same questions again -- the gateway reads the answer from the shared
+     JetStream KV cache itself (no rag-svc hop);
    * ``search``: ``index.search`` over NATS straight to indexer-svc (query embedding, BM25 and
      Qdrant Edge hybrid search, no rag-svc, no gateway).
 
-   Each prints p50/p95/p99 and throughput.  In a closed loop latency is about clients divided
-   by throughput (Little's law): it measures saturation, the think-time run measures service
-   time at a load the stack can carry.
+   Each prints p50/p95/p99, throughput and the CPU each process spent per request.
 
 Figures go to stdout.  Run it under ``flock /tmp/showroom-heavy.lock``.
 """
@@ -211,10 +224,10 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def measure(config: StackConfig, args: argparse.Namespace) -> None:
-    import nats
-
     questions = demo_questions()
-    warm, asked = questions[: args.clients], questions[args.clients : args.clients + args.questions]
+    warm, rest = questions[: args.clients], questions[args.clients :]
+    if len(rest) < args.questions * len(args.think_ms):
+        raise SystemExit(f"{len(rest)} questions after warm-up: at most {len(rest) // len(args.think_ms)} per mode")
     headers = {"X-API-Key": config.api_key}
     # aiohttp rather than httpx: the load generator shares the two cores with the services, and
     # aiohttp spends about half the CPU per request (its HTTP parser is compiled).
@@ -234,14 +247,29 @@ async def measure(config: StackConfig, args: argparse.Namespace) -> None:
                 answered.append(job)
 
         await asyncio.gather(*(ask(q, keep=False) for q in warm))  # first searches load the HNSW graph
-        cached.clear()
-        think = args.think_ms / 1000
-        await closed_loop("ask uncached", args.clients, asked, ask, think)
-        print(f"  {len(answered)}/{len(asked)} answered with citations; {sum(cached)} served from the cache")
-        cached.clear()
-        hits = list(answered)
-        await closed_loop("ask cache hit", args.clients, hits, lambda job: ask(job, keep=False), think)
-        print(f"  {sum(cached)}/{len(hits)} served from the cache")
+        for n, think_ms in enumerate(args.think_ms):
+            mode = f"{think_ms:.0f} ms think time" if think_ms else "closed loop"
+            print(f"== {args.clients} clients, {mode}", flush=True)
+            # Each mode its own questions: the previous mode's answers (and query vectors) are cached.
+            jobs = rest[n * args.questions : (n + 1) * args.questions]
+            answered.clear()
+            cached.clear()
+            think = think_ms / 1000
+            uncached = await closed_loop("ask uncached", args.clients, jobs, ask, think)
+            print(f"  {len(answered)}/{len(jobs)} answered with citations; {sum(cached)} served from the cache")
+            cached.clear()
+            hits = list(answered)
+            hit = await closed_loop("ask cache hit", args.clients, hits, lambda job: ask(job, keep=False), think)
+            print(f"  {sum(cached)}/{len(hits)} served from the cache")
+            if think_ms:
+                print(f"  goal (issue 4): uncached p95 < 50 ms: {pct(uncached, 95):.1f} ms; "
+                      f"cache hit p95 < 5 ms: {pct(hit, 95):.1f} ms")  # fmt: skip
+            await search_phase(config, args, [(f"{q} Please.", b) for q, b in jobs], think)
+
+
+async def search_phase(config: StackConfig, args: argparse.Namespace, jobs: list[tuple[str, str]],
+                       think: float) -> None:  # fmt: skip
+    import nats
 
     nc = await nats.connect(config.nats_url)
     try:
@@ -252,7 +280,7 @@ async def measure(config: StackConfig, args: argparse.Namespace) -> None:
             assert reply["hits"] and not reply.get("error"), reply
 
         # New wording: the indexer's query-embedding cache has not seen these.
-        await closed_loop("index.search", args.clients, [(f"{q} Please.", b) for q, b in asked], search, think)
+        await closed_loop("index.search", args.clients, jobs, search, think)
     finally:
         await nc.close()
 
@@ -261,9 +289,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--questions", type=int, default=400)
-    ap.add_argument("--think-ms", type=float, default=0.0,
-                    help="each client's pause between requests (0: closed loop, back to back)")  # fmt: skip
+    ap.add_argument("--questions", type=int, default=280, help="distinct questions per mode")
+    ap.add_argument("--think-ms", type=float, nargs="+", default=[1000.0, 0.0],
+                    help="modes to run: each client's mean pause between requests (0: closed loop)")  # fmt: skip
     ap.add_argument("--index-dir", default=os.path.join(tempfile.gettempdir(), "showroom-bench", "query-index"))
     ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

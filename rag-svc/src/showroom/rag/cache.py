@@ -13,6 +13,7 @@ from the bucket too (the TTL removes the rest).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js import JetStreamContext
@@ -64,16 +65,18 @@ class AnswerCache:
         return answer
 
     async def put(self, key: str, answer: Answer) -> None:
-        # The reverse index first: an invalidation that lands between the two writes then still
-        # finds the key (and deletes an answer that was never stored, which is harmless).
-        for url in {c.url for c in answer.citations}:
+        """Store the answer and add it to its pages' reverse index, all writes at once: the caller
+        replies after them (asking again then finds the answer).  Their order does not matter: a
+        page re-indexed meanwhile has moved the generation on, so the key is already unreachable."""
 
-            def add(current: _Citers | None) -> _Citers | None:
-                keys = (current.keys if current else [])[-self.max_citers + 1 :]
-                return None if key in keys else _Citers(keys=[*keys, key])
+        def add(current: _Citers | None) -> _Citers | None:
+            keys = (current.keys if current else [])[-self.max_citers + 1 :]
+            return None if key in keys else _Citers(keys=[*keys, key])
 
-            await kv_update(self.kv, "u." + url_key(url), _Citers, add)
-        await self.kv.put(key, answer.model_dump_json().encode())
+        await asyncio.gather(
+            self.kv.put(key, answer.model_dump_json().encode()),
+            *(kv_update(self.kv, "u." + url_key(url), _Citers, add) for url in {c.url for c in answer.citations}),
+        )
 
     async def invalidate(self, url: str) -> int:
         ukey = "u." + url_key(url)
