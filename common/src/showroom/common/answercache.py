@@ -112,10 +112,12 @@ class IndexGeneration:
         """The generation an answer to a question about ``brand`` (None: any brand) depends on."""
         if brand is None:
             return f"{self._last}.{self._swaps}"
-        if brand not in self._brands:
-            seq = await self._last_seq(Streams.INDEX.name, Subjects.page_indexed(brand))
-            self._brands[brand] = max(self._brands.get(brand, 0), seq)
-        return f"{self._brands[brand]}.{self._swaps}"
+        if (seq := self._brands.get(brand)) is None:
+            looked_up = await self._last_seq(Streams.INDEX.name, Subjects.page_indexed(brand))
+            seq = max(looked_up, self._brands.get(brand, 0))  # an event may have arrived meanwhile
+            if seq:  # only brands with pages are remembered: any brand name can be asked about
+                self._brands[brand] = seq
+        return f"{seq}.{self._swaps}"
 
     async def _last_seq(self, stream: str, subject: str) -> int:
         try:
