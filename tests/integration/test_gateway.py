@@ -53,6 +53,7 @@ async def test_wrong_key_is_401(gateway: httpx.AsyncClient) -> None:
         ({**CRAWL, "start_urls": ["not a url"]}, "start_urls"),
         ({**CRAWL, "max_pages": 0}, "max_pages"),
         ({**CRAWL, "include": ["(unclosed"]}, "include"),
+        ({**CRAWL, "exclude": [""]}, "exclude"),
         ({**CRAWL, "surprise": 1}, "surprise"),
     ],
 )

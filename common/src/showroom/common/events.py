@@ -166,6 +166,8 @@ class CrawlOptions(BaseModel):
     @classmethod
     def _valid_regexes(cls, patterns: list[str]) -> list[str]:
         for p in patterns:
+            if not p:
+                raise ValueError("an empty pattern matches every URL: leave it out")
             if len(p) > 500:
                 raise ValueError("pattern longer than 500 characters")
             try:

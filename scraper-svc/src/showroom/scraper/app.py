@@ -188,7 +188,9 @@ async def start_dependencies() -> None:
                 max_redirects=settings.max_redirects,
                 fetch_timeout_s=settings.fetch_timeout_s,
             ),
-            gate=HostGate(kv[Buckets.HOSTS.name]),
+            # A lease outlives its fetch only when its scraper died mid-page; the task comes back after
+            # task_ack_wait_s, and so should the host's slot.
+            gate=HostGate(kv[Buckets.HOSTS.name], lease_ttl_s=settings.task_ack_wait_s),
             inflight=inflight,
             http=http,
             robots=RobotsCache(http, guard, settings.user_agent),
