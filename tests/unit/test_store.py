@@ -3,6 +3,7 @@ standing in for a Qdrant server)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 
 from showroom.common.events import PageScraped, Product, ProductSearchRequest, SearchRequest
+from showroom.indexer.chunking import chunk_page
 from showroom.indexer.embedding import HashingEmbedder
-from showroom.indexer.indexing import Indexer
+from showroom.indexer.indexing import Indexer, chunker_id, page_payloads
 from showroom.indexer.sparse import Bm25Encoder
-from showroom.indexer.store import ChunkStore, ModelMismatchError, SearchFilter, open_store
+from showroom.indexer.store import ChunkStore, ModelMismatchError, SearchFilter, open_store, point_id
 
 BACKENDS = ["edge", "local"]
 
@@ -65,6 +67,22 @@ async def test_a_changed_page_leaves_no_stale_chunk(indexer: Indexer) -> None:
     hits = (await indexer.search(SearchRequest(query="zebra quagga okapi", top_k=10))).hits
     assert all("zebra" not in h.text for h in hits)
     assert hits and hits[0].content_hash == "h2"
+
+
+async def test_a_stored_chunk_comes_back_with_its_whole_payload(indexer: Indexer) -> None:
+    """Qdrant Edge stores most fields packed into one JSON string: every read unpacks them."""
+    p = page("http://s/nw-8", "# NW-8\n\n" + 'Déep bass, "quoted" words. ' * 40, product=monitor("NW-8", 399.5))
+    await indexer.index_pages([p], [42])
+    chunks = chunk_page(p, 60)
+    expected = [dict(x, url=p.url, chunk_index=i) for i, x in enumerate(page_payloads(p, chunks, chunker_id(60), 42))]
+    assert len(expected) > 1 and expected[0]["product"]["specs"] == {"Woofer size": "8 in"}
+    assert sorted(await indexer.store.payloads(), key=lambda x: x["chunk_index"]) == expected
+    assert await indexer.store.page_version(p.url) == expected[0]
+    hits = await indexer.store.search(
+        indexer.embedder.embed_query("deep bass"), None, 1, SearchFilter(category="studio monitors")
+    )
+    assert hits and hits[0].payload == expected[hits[0].payload["chunk_index"]]
+    assert point_id(p.url, 3) == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{p.url}#3"))
 
 
 async def test_audit_lists_each_pages_chunk_indexes_by_brand(indexer: Indexer) -> None:

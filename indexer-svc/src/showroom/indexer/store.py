@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import os
 import re
@@ -64,14 +65,32 @@ RRF_K = 60
 KEYWORD_FIELDS = ("url", "brand", "category", "content_hash", "kind", "stock")
 INTEGER_FIELDS = ("chunk_index",)
 FLOAT_FIELDS = ("price",)
+#: Qdrant Edge keeps these payload fields as fields of their own (filters, indexes); the rest of
+#: a chunk's payload is stored as one JSON string under ``PACKED`` and unpacked on every read, so
+#: callers see the same payload either way.  Why: qdrant-edge-py 0.9 converts a payload from
+#: Python value by value, trying bool, ints and float before str, with an exception per miss
+#: (~2-5 us a value, GIL held).  A chunk's ~25 values cost ~3x more than one JSON string and the
+#: native fields: the bulk of a replay's time (bench/replay.py).  Filtering on another field
+#: means adding it to the lists above.
+NATIVE_FIELDS = frozenset(KEYWORD_FIELDS + INTEGER_FIELDS + FLOAT_FIELDS)
+PACKED = "_packed"
 
 
 class ModelMismatchError(RuntimeError):
     """The collection was built by a different embedding model (or dimension)."""
 
 
+_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
+
+
 def point_id(url: str, chunk_index: int) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{chunk_index}"))
+    """``str(uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{chunk_index}"))``, without building ``UUID``
+    objects: a replay asks for three ids an event, and ``uuid5`` took ~10 us each."""
+    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + f"{url}#{chunk_index}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +167,26 @@ def _matches_text(payload: dict[str, Any], text: str | None) -> bool:
         if x
     ).lower()  # fmt: skip
     return all(word in haystack for word in text.lower().split())
+
+
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _pack(payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload as Qdrant Edge stores it: ``NATIVE_FIELDS`` as they are, the rest as one JSON string."""
+    native = {k: v for k, v in payload.items() if k in NATIVE_FIELDS}
+    rest = {k: v for k, v in payload.items() if k not in NATIVE_FIELDS}
+    native[PACKED] = _to_json(rest)
+    return native
+
+
+def _unpack(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The payload :func:`_pack` stored (a payload stored before packing comes back as it is)."""
+    payload = dict(stored or {})
+    packed = payload.pop(PACKED, None)
+    if packed is not None:
+        payload.update(json.loads(packed))
+    return payload
 
 
 class ChunkStore(ABC):
@@ -367,7 +406,7 @@ class EdgeChunkStore(ChunkStore):
             return {}
         shard = await self._shard()
         records = await asyncio.to_thread(shard.retrieve, [point_id(u, 0) for u in urls], True, False)
-        return {r.payload["url"]: dict(r.payload) for r in records if r.payload and "url" in r.payload}
+        return {r.payload["url"]: _unpack(r.payload) for r in records if r.payload and "url" in r.payload}
 
     async def replace_pages(self, writes: Sequence[PageWrite]) -> None:
         q = self.q
@@ -380,7 +419,7 @@ class EdgeChunkStore(ChunkStore):
                 for i, payload in enumerate(w.payloads):
                     sparse = q.SparseVector(w.sparse[i].indices, w.sparse[i].values)
                     points.append(q.Point(point_id(w.url, i), {DENSE: vectors[i], SPARSE: sparse},
-                                          dict(payload, url=w.url, chunk_index=i)))  # fmt: skip
+                                          _pack(dict(payload, url=w.url, chunk_index=i))))  # fmt: skip
                 if w.may_leave_surplus:
                     surplus = q.FieldCondition("chunk_index", range=q.RangeFloat(gte=len(w.payloads)))
                     stale.append(q.Filter(must=[self._eq("url", w.url), surplus]))
@@ -421,7 +460,7 @@ class EdgeChunkStore(ChunkStore):
             )
         shard = await self._shard()
         points = await asyncio.to_thread(shard.query, request)
-        return [StoredChunk(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+        return [StoredChunk(str(p.id), float(p.score), _unpack(p.payload)) for p in points]
 
     async def products(self, query: ProductQuery) -> list[dict[str, Any]]:
         q = self.q
@@ -439,7 +478,8 @@ class EdgeChunkStore(ChunkStore):
         while len(out) < query.limit:
             request = q.ScrollRequest(offset=offset, limit=256, filter=q.Filter(must=must), with_payload=True)
             records, offset = await asyncio.to_thread(shard.scroll, request)
-            out.extend(r.payload for r in records if _matches_text(r.payload or {}, query.text))
+            payloads = (_unpack(r.payload) for r in records)
+            out.extend(p for p in payloads if _matches_text(p, query.text))
             if offset is None:
                 break
         return out[: query.limit]
@@ -456,7 +496,7 @@ class EdgeChunkStore(ChunkStore):
         while True:
             request = self.q.ScrollRequest(offset=offset, limit=1024, filter=self._filter(flt), with_payload=True)
             records, offset = await asyncio.to_thread(shard.scroll, request)
-            out.extend(dict(r.payload or {}) for r in records)
+            out.extend(_unpack(r.payload) for r in records)
             if offset is None:
                 return out
 
