@@ -10,6 +10,7 @@ with real Chromium in tests/integration/test_hostile_pages.py.)
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 from showroom.scraper.errors import PermanentFetchError
 from showroom.scraper.fetching import Fetcher
 from showroom.scraper.robots import RobotsCache, read_sitemap_urls
-from showroom.scraper.ssrf import SsrfGuard
+from showroom.scraper.ssrf import GuardedTransport, SsrfGuard
 from showroom.scraper.urls import Scope, normalize_url
 
 DNS = {
@@ -241,3 +242,74 @@ async def test_robots_and_sitemap_redirects_into_private_addresses_are_refused_b
         assert rules.can_fetch("http://public.example/page", "test-bot")  # unreachable robots.txt: allow all
         assert await read_sitemap_urls(http, guard, "http://public.example/sitemap.xml", limit=10) == []
     assert transport.requests == list(answers)
+
+
+class Rebinding:
+    """DNS that answers public the first time it is asked about a name and ``then`` afterwards."""
+
+    def __init__(self, then: str) -> None:
+        self.then = then
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str) -> list[str]:
+        self.asked.append(host)
+        return ["93.184.216.34"] if len(self.asked) == 1 else [self.then]
+
+
+class LocalServer:
+    """A TCP server on 127.0.0.1 that answers every request with 200 and counts its connections."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.hosts: list[str] = []
+
+    async def __aenter__(self) -> LocalServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        self.hosts += [line.split(":", 1)[1].strip() for line in head.splitlines() if line.lower().startswith("host:")]
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+
+def _guarded_client(guard: SsrfGuard) -> httpx.AsyncClient:
+    """The plain-HTTP client as scraper-svc builds it: the request hook and the guarded transport."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(guard), event_hooks={"request": [guard.check_request]}, trust_env=False
+    )
+
+
+async def test_dns_rebinding_is_refused_at_connect_time_before_any_connection() -> None:
+    # The check sees a public address; the connection would have gone to loopback, where a server listens.
+    async with LocalServer() as server:
+        resolver = Rebinding(then="127.0.0.1")
+        guard = SsrfGuard(resolver=resolver)
+        async with _guarded_client(guard) as http:
+            with pytest.raises(PermanentFetchError) as refused:
+                await http.get(f"http://rebind-me.example:{server.port}/")
+    assert refused.value.reason == "ssrf_refused" and "127.0.0.1" in str(refused.value)
+    assert resolver.asked == ["rebind-me.example", "rebind-me.example"]  # checked, then resolved again to dial
+    assert server.connections == 0
+
+
+async def test_the_transport_dials_the_address_it_checked_and_the_request_keeps_its_host() -> None:
+    dns = {"shop.example": ["127.0.0.1"]}
+
+    async def resolver(host: str) -> list[str]:
+        return dns[host]
+
+    async with LocalServer() as server:
+        guard = SsrfGuard(allow_hosts=["127.0.0.1"], resolver=resolver)  # the address is allow-listed, not the name
+        async with _guarded_client(guard) as http:
+            resp = await http.get(f"http://shop.example:{server.port}/")
+    assert resp.status_code == 200 and resp.text == "ok"
+    assert server.connections == 1 and server.hosts == [f"shop.example:{server.port}"]

@@ -21,7 +21,7 @@ from showroom.scraper.fetching import Fetcher
 from showroom.scraper.politeness import HostGate
 from showroom.scraper.robots import RobotsCache
 from showroom.scraper.settings import ScraperSettings
-from showroom.scraper.ssrf import SsrfGuard
+from showroom.scraper.ssrf import GuardedTransport, SsrfGuard
 from showroom.scraper.tracker import CrawlTracker
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,8 @@ async def start_dependencies() -> None:
         timeout=settings.http_timeout_s,
         follow_redirects=False,
         event_hooks={"request": [guard.check_request]},  # robots.txt and sitemaps follow redirects
+        transport=GuardedTransport(guard),  # and each connection dials what was checked (no DNS rebinding)
+        trust_env=False,  # an environment proxy would do the resolving, past the guard
     )
     pool = None
     if settings.browser:

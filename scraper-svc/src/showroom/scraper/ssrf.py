@@ -17,9 +17,13 @@ Three things make "is this address private?" harder than ``is_global``:
   Teredo): Python calls several of these global, yet a translator on the
   path delivers them to the embedded IPv4 address, which is what is checked.
 
-Known limit: the guard's answer is cached per name and the connection
-resolves the name again, so a DNS server that answers public, then private
-(rebinding) is not stopped here.
+DNS rebinding: a name can answer public to the check and private to the
+connection.  Plain-HTTP fetches (pages, robots.txt, sitemaps) go through
+:class:`GuardedTransport`, which resolves and checks again when it opens a
+connection and dials the very addresses it checked, so what was checked is
+what is connected to.  Chromium resolves names itself; its requests are
+checked by name (``BrowserPool``), and rebinding against the browser is the
+remaining gap.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 
+import httpcore
 import httpx
 
 from showroom.scraper.errors import PermanentFetchError
@@ -95,12 +100,29 @@ class SsrfGuard:
     async def check(self, hostname: str) -> None:
         """Raise PermanentFetchError unless ``hostname`` resolves only to public addresses (or is allow-listed).
 
-        Refusals have reason ``ssrf_refused``; a name that does not resolve gives ``dns_error``.
+        Refusals have reason ``ssrf_refused``; a name that does not resolve gives ``dns_error``.  A passed
+        name is remembered: this answers "may we ask for it?" quickly; :meth:`addresses` answers "where to?".
         """
         host = canonical_host(hostname)
-        literal = _literal(host)
         if host in self.allow_hosts or host in self._cache:
             return
+        await self._checked_addresses(host)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[host] = None
+
+    async def addresses(self, hostname: str) -> list[str]:
+        """The addresses to connect to for ``hostname``: resolved and checked now, never from a cache.
+
+        An allow-listed name is returned as it is (the configuration trusts wherever it resolves to).
+        """
+        host = canonical_host(hostname)
+        if host in self.allow_hosts:
+            return [hostname]
+        return [str(addr) for addr in await self._checked_addresses(host)]
+
+    async def _checked_addresses(self, host: str) -> list[IPAddress]:
+        literal = _literal(host)
         if not host:
             raise PermanentFetchError("ssrf_refused", "empty host")
         if literal is None and (host in LOCAL_NAMES or host.endswith(LOCAL_SUFFIXES)):
@@ -119,11 +141,62 @@ class SsrfGuard:
                 continue
             if not is_public(addr):
                 raise PermanentFetchError("ssrf_refused", f"{host} resolves to non-public address {addr}")
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[host] = None
+        return addrs
 
     async def check_request(self, request: httpx.Request) -> None:
         """An httpx ``request`` event hook: every request the client sends, each redirect hop included, is
         checked before it connects, whoever sends it (page fetches, robots.txt, sitemaps)."""
         await self.check(request.url.host)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, dialling only what the guard approves at the moment of connecting."""
+
+    def __init__(self, guard: SsrfGuard) -> None:
+        self.guard = guard
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        # TLS still names the host (httpcore passes it as SNI and checks the certificate against it).
+        last: Exception | None = None
+        for addr in await self.guard.addresses(host):
+            try:
+                return await self.inner.connect_tcp(addr, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None  # addresses() returns at least one address or raises
+        raise last
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise PermanentFetchError("ssrf_refused", "unix sockets are never dialled")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport, except that each new connection goes to addresses the guard has just checked.
+
+    httpx takes no network backend, its connection pool does: the pool is rebuilt with one.  No proxy
+    from the environment is used (a proxy would do the resolving, and the guard would check nothing).
+    """
+
+    def __init__(self, guard: SsrfGuard, limits: httpx.Limits | None = None) -> None:
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's defaults
+        super().__init__(limits=limits, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(guard),
+        )
