@@ -178,10 +178,10 @@ class ReplayRunner:
         log.info("replay %s into %s (alias on %s)", state.replay_id, state.target_collection, state.source_collection)
         reader = _Reader(await self._subscribe(spec, state.progress.position), self.batch_size)
         started, done_at_start = time.monotonic(), state.progress.done
-        target.pool = await self._pool(reader)
-        if target.pool is not None:  # the worker starts (imports, BM25 model) while the first batch is read
-            target.pool.submit(prepare_in_worker, [], [], target.chunk_words, target.sparse.avg_len)
         try:
+            target.pool = await self._pool(reader, spec, state.progress.position)
+            if target.pool is not None:  # the worker starts (imports, BM25 model) while the first batch is read
+                target.pool.submit(prepare_in_worker, [], [], target.chunk_words, target.sparse.avg_len)
             state = await self._drain(state, reader, target, started, done_at_start)
             if spec.should_swap:
                 await self.live.store.swap_alias(state.target_collection)
@@ -196,11 +196,13 @@ class ReplayRunner:
                 target.pool.shutdown(wait=False, cancel_futures=True)
         return await self._finish(state.replay_id, ReplayStatus.COMPLETED)
 
-    async def _pool(self, reader: _Reader) -> ProcessPoolExecutor | None:
+    async def _pool(self, reader: _Reader, spec: ReplaySpec, position: int) -> ProcessPoolExecutor | None:
         workers = self.workers
         if workers is None:
-            spare = (os.cpu_count() or 1) > 1
-            workers = 1 if spare and await reader.pending() > POOL_MIN_EVENTS else 0
+            events = await reader.pending()
+            if spec.to_seq:
+                events = min(events, spec.to_seq - position)
+            workers = 1 if (os.cpu_count() or 1) > 1 and events > POOL_MIN_EVENTS else 0
         if not workers:
             return None
         # spawn: this process runs threads (the NATS client's loop, the embedder's), which fork
