@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
+import nats
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 
+from showroom.cli.stack import free_port, nats_server_binary
 from showroom.common.apikeys import ApiKeyEntry
 from showroom.common.bus import kv_update
 from showroom.common.crawls import CrawlState
@@ -140,3 +146,56 @@ async def test_an_invalidated_key_reads_as_unknown_until_a_newer_revision_arrive
         await wait_for(newer, what="the write to reach the mirror")
     finally:
         await mirror.stop()
+
+
+def _start_nats(port: int, store: Path) -> subprocess.Popen[bytes]:
+    cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_mirror_follows_writes_made_after_nats_server_restarts(tmp_path: Path) -> None:
+    # The server forgets the watcher's ephemeral consumer when it restarts, and nats-py does not notice;
+    # the mirror must, long before its quiet-period backstop (60 s here).
+    port = free_port()
+    server = _start_nats(port, tmp_path)
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    nc = await nats.connect(
+        f"nats://127.0.0.1:{port}", reconnect_time_wait=0.2, max_reconnect_attempts=-1, reconnected_cb=on_reconnect
+    )
+    mirror: KvMirror | None = None
+    try:
+        kv = await nc.jetstream().create_key_value(KeyValueConfig(bucket="restart"))
+        await kv.put("before", b"1")
+        mirror = KvMirror(kv, nc=nc, resync_after_s=60, name="restart")
+        await mirror.start()
+        assert mirror.get("before") == b"1"
+
+        server.terminate()
+        server.wait(timeout=10)
+        server = _start_nats(port, tmp_path)
+        await asyncio.wait_for(reconnected.wait(), 15)
+
+        async def put_after() -> bool:
+            with contextlib.suppress(Exception):  # JetStream may still be recovering its streams
+                await kv.put("after", b"2")
+                return True
+            return False
+
+        await wait_for(put_after, what="JetStream back after the restart")
+        mirror_ = mirror
+
+        async def seen() -> bool:
+            return mirror_.get("after") == b"2"
+
+        await wait_for(seen, timeout=10, what="the mirror to see a write made after the restart")
+        assert mirror.get("before") == b"1"
+    finally:
+        if mirror is not None:
+            await mirror.stop()
+        await nc.close()
+        server.terminate()
+        server.wait(timeout=10)

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 
+from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from showroom.common.kvmirror import KvMirror
@@ -96,8 +97,8 @@ class InflightTotals:
     one slowing every write to the bucket.
     """
 
-    def __init__(self, kv: KeyValue) -> None:
-        self.mirror = KvMirror(kv, name="inflight")
+    def __init__(self, kv: KeyValue, nc: Client | None = None) -> None:
+        self.mirror = KvMirror(kv, nc=nc, name="inflight")
 
     async def start(self) -> None:
         await self.mirror.start()

@@ -7,9 +7,10 @@ delivering the last value per key, then every update) and keeps the latest value
 in a dict, so a read is a dict lookup.
 
 Freshness: an update reaches the mirror a bus hop after the write.  A watcher can die
-silently (the server restarted and forgot the ephemeral consumer), so when no update has
-arrived for ``resync_after_s`` the mirror rebuilds itself from a fresh watcher: a quiet bucket
-costs one short-lived consumer per period, a busy one nothing extra.
+silently (the server restarted and forgot the ephemeral consumer; nats-py does not notice), so
+the mirror rebuilds itself from a fresh watcher when its connection has reconnected since the
+watcher started (checked every second), and as a backstop when no update has arrived for
+``resync_after_s``: a quiet bucket costs one short-lived consumer per period, a busy one nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import time
 
 import nats.errors
+from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,10 @@ log = logging.getLogger(__name__)
 class KvMirror:
     """The latest value of every key of ``kv``, kept current by a watcher; :meth:`start` it first."""
 
-    def __init__(self, kv: KeyValue, *, resync_after_s: float = 15.0, name: str = "") -> None:
+    def __init__(self, kv: KeyValue, *, nc: Client | None = None, resync_after_s: float = 15.0, name: str = "") -> None:
         self.kv = kv
+        self.nc = nc
+        """The connection ``kv`` uses, if known: a reconnect of it means a new watcher."""
         self.resync_after_s = resync_after_s
         self.name = name or "kv"
         self.values: dict[str, bytes] = {}
@@ -86,13 +90,17 @@ class KvMirror:
         fresh: dict[str, bytes] = {}
         fresh_revs: dict[str, int] = {}
         loading = True
+        reconnects = self._reconnects()
+        quiet_since = time.monotonic()
         try:
             while True:
                 try:
-                    entry = await watcher.updates(timeout=self.resync_after_s)
+                    entry = await watcher.updates(timeout=min(1.0, self.resync_after_s))
                 except nats.errors.TimeoutError:
-                    return  # quiet for a while: resync from a new watcher
-                self.last_update = time.monotonic()
+                    if self._reconnects() != reconnects or time.monotonic() - quiet_since >= self.resync_after_s:
+                        return  # a new connection, or quiet for a while: resync from a new watcher
+                    continue
+                quiet_since = self.last_update = time.monotonic()
                 if entry is None:  # the initial values are all in
                     if loading:
                         self.values, self.revisions, loading = fresh, fresh_revs, False
@@ -108,3 +116,6 @@ class KvMirror:
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()
+
+    def _reconnects(self) -> int:
+        return int(self.nc.stats.get("reconnects", 0)) if self.nc is not None else 0

@@ -79,11 +79,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await broker.start()
         js = broker.config.connection_state.stream
         await ensure_topology(js, replicas=settings.stream_replicas)
+        nc = broker.config.connection_state.connection
         state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
         # Status is polled far more often than a crawl's record changes: read it from memory.
-        records = state["records"] = KvMirror(state["crawls"], name="crawls")
+        records = state["records"] = KvMirror(state["crawls"], nc=nc, name="crawls")
         await records.start()
-        inflight = state["inflight"] = InflightTotals(await js.key_value(Buckets.INFLIGHT.name))
+        inflight = state["inflight"] = InflightTotals(await js.key_value(Buckets.INFLIGHT.name), nc)
         await inflight.start()
         try:
             async with run_brands(app_, broker, settings):
