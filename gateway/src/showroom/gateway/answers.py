@@ -23,6 +23,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import NO_RESPONDERS_STATUS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from starlette.background import BackgroundTask
 
 from showroom.common.events import Answer, AskRequest
 from showroom.common.topology import Subjects
@@ -55,7 +56,8 @@ async def ask(question: AskRequest, request: Request) -> Response:
     if cache is not None:
         try:
             if (hit := await cache.lookup(question)) is not None:
-                return Response(hit.model_dump_json(), media_type="application/json")
+                audit = BackgroundTask(cache.audit, question, hit)  # after the response is sent
+                return Response(hit.model_dump_json(), media_type="application/json", background=audit)
         except Exception:  # a cache read that fails is a miss: rag-svc still answers
             log.exception("answer cache read failed")
     try:

@@ -14,8 +14,8 @@ The answering model is learned from rag-svc's replies (``Answer.model``): until 
 seen one, every question goes to rag-svc; after rag-svc changes model, the gateway serves the
 old model's answers only until rag-svc next answers a question (its first miss).
 
-Hits are audited on ANSWERS like rag-svc's (metrics-svc counts cache hits from there), after
-the response, as rag-svc does.  The bucket belongs to rag-svc: when it does not exist (yet), the
+Hits are audited on ANSWERS like rag-svc's (metrics-svc counts cache hits from there), once the
+response is sent.  The bucket belongs to rag-svc: when it does not exist (yet), the
 gateway asks rag-svc and looks again a few seconds later.
 """
 
@@ -48,7 +48,6 @@ class CachedAnswers:
         self.kv = kv
         self.generation = generation
         self.model: str | None = None
-        self._audits: set[asyncio.Task[None]] = set()
         self._recent: OrderedDict[str, tuple[float, Answer]] = OrderedDict()
 
     def learn(self, answer: Answer) -> None:
@@ -57,16 +56,14 @@ class CachedAnswers:
             self.model = answer.model
 
     async def lookup(self, request: AskRequest) -> Answer | None:
-        """The cached answer to ``request``, or None (a miss, or no model learned yet)."""
+        """The cached answer to ``request``, or None (a miss, or no model learned yet); the caller
+        audits a hit (:meth:`audit`)."""
         if self.model is None:
             return None
         key = answer_key(request, self.model, await self.generation.of(request.brand))
         answer = await self._read(key)
         if answer is None or answer.model != self.model:
             return None
-        task = asyncio.create_task(self._audit(request, answer))
-        self._audits.add(task)
-        task.add_done_callback(self._audits.discard)
         return answer
 
     async def _read(self, key: str) -> Answer | None:
@@ -81,7 +78,8 @@ class CachedAnswers:
                 self._recent.popitem(last=False)
         return answer
 
-    async def _audit(self, request: AskRequest, answer: Answer) -> None:
+    async def audit(self, request: AskRequest, answer: Answer) -> None:
+        """Record a hit on ANSWERS; the route runs this after the response is sent."""
         try:
             await publish_event(self.broker, question_answered(request, answer), Subjects.ANSWERED,
                                 stream=Streams.ANSWERS.name)  # fmt: skip
