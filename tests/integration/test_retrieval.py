@@ -180,11 +180,20 @@ async def test_repeated_question_is_served_from_the_cache_until_its_page_is_rein
     first = await ask(gateway, question, "northwind")
     assert "4.6 kg" in first["answer"] and first["cached"] is False
     rag_hits = await rag_cache_hits(services["rag"])
-    again = await ask(gateway, "  what is the WEIGHT of the Northwind NW-5 Studio Monitor ", "northwind")
-    assert again["cached"] is True and again["answer"] == first["answer"]
-    assert again["citations"] == first["citations"]
-    # The gateway read the shared cache itself: rag-svc was not asked.
-    assert await rag_cache_hits(services["rag"]) == rag_hits
+    nc = await nats.connect(nats_url)
+    audits = await nc.subscribe("rag.answered")
+    try:
+        again = await ask(gateway, "  what is the WEIGHT of the Northwind NW-5 Studio Monitor ", "northwind")
+        assert again["cached"] is True and again["answer"] == first["answer"]
+        assert again["citations"] == first["citations"]
+        # The gateway read the shared cache itself: rag-svc was not asked, and the hit is audited.
+        assert await rag_cache_hits(services["rag"]) == rag_hits
+        async with asyncio.timeout(10):
+            while not (audit := json.loads((await audits.next_msg(timeout=10)).data))["cached"]:
+                pass  # rag-svc's record of the first answer may still be on its way
+        assert audit["question"].strip().lower().startswith("what is the weight") and audit["citation_urls"]
+    finally:
+        await nc.close()
 
     changed = product_page("nw-5", "Northwind NW-5 Studio Monitor", 249.0, h="v2",
                            specs={"Woofer size": "5 in", "Weight": "4.9 kg"})  # fmt: skip
