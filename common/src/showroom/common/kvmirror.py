@@ -1,5 +1,9 @@
 """A live in-memory copy of a KV bucket, for readers that ask far more often than writers write.
 
+A mirror is a hop behind the bucket: right for values that are approximate anyway (the gateway's
+pages-in-flight counts), wrong where a reader may have heard of a newer value by other means (a
+crawl's record after its ``crawl.finished`` event: the gateway reads that from KV).
+
 A ``GET`` on a bucket is a bus round trip, and listing keys (``KeyValue.keys()``) creates a
 JetStream consumer that the server keeps for minutes: under polling clients both cost more
 than the answer is worth.  :class:`KvMirror` runs one watcher (an ordered push consumer
@@ -37,11 +41,9 @@ class KvMirror:
         self.resync_after_s = resync_after_s
         self.name = name or "kv"
         self.values: dict[str, bytes] = {}
-        self.revisions: dict[str, int] = {}
         self.ready = asyncio.Event()
         """Set once the first watcher has delivered every key's current value."""
         self.last_update = 0.0
-        self._stale: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, wait_s: float = 5.0) -> None:
@@ -57,18 +59,7 @@ class KvMirror:
                 await self._task
 
     def get(self, key: str) -> bytes | None:
-        """The mirrored value, or ``None`` if the key is unknown or written here since (read it from KV then)."""
-        stale = self._stale.get(key)
-        if stale is not None:
-            if self.revisions.get(key, 0) <= stale:
-                return None
-            del self._stale[key]
         return self.values.get(key)
-
-    def invalidate(self, key: str) -> None:
-        """This process is about to write ``key``: until the watcher brings a newer revision than the
-        one held now, :meth:`get` says ``None``, so no reader here sees a value older than that write."""
-        self._stale[key] = self.revisions.get(key, 0)
 
     def with_prefix(self, prefix: str) -> dict[str, bytes]:
         return {k: v for k, v in self.values.items() if k.startswith(prefix)}
@@ -88,7 +79,6 @@ class KvMirror:
         # Ephemeral consumers of watchers we give up on are removed by the server soon after.
         watcher = await self.kv.watchall(inactive_threshold=max(5.0, 2 * self.resync_after_s))
         fresh: dict[str, bytes] = {}
-        fresh_revs: dict[str, int] = {}
         loading = True
         reconnects = self._reconnects()
         quiet_since = time.monotonic()
@@ -103,16 +93,14 @@ class KvMirror:
                 quiet_since = self.last_update = time.monotonic()
                 if entry is None:  # the initial values are all in
                     if loading:
-                        self.values, self.revisions, loading = fresh, fresh_revs, False
+                        self.values, loading = fresh, False
                         self.ready.set()
                     continue
-                target, revs = (fresh, fresh_revs) if loading else (self.values, self.revisions)
+                target = fresh if loading else self.values
                 if entry.operation in (KV_DEL, KV_PURGE):
                     target.pop(entry.key, None)
-                    revs.pop(entry.key, None)
                 else:
                     target[entry.key] = entry.value or b""
-                    revs[entry.key] = entry.revision or 0
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()

@@ -29,7 +29,6 @@ from showroom.common.events import (
     utcnow,
 )
 from showroom.common.inflight import InflightTotals
-from showroom.common.kvmirror import KvMirror
 from showroom.common.topology import Buckets, Streams, Subjects, ensure_topology
 from showroom.gateway.answers import router as answers_router
 from showroom.gateway.auth import KeyRing, Scope, require_scope
@@ -81,9 +80,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await ensure_topology(js, replicas=settings.stream_replicas)
         nc = broker.config.connection_state.connection
         state["crawls"] = await js.key_value(Buckets.CRAWLS.name)
-        # Status is polled far more often than a crawl's record changes: read it from memory.
-        records = state["records"] = KvMirror(state["crawls"], nc=nc, name="crawls")
-        await records.start()
         inflight = state["inflight"] = InflightTotals(await js.key_value(Buckets.INFLIGHT.name), nc)
         await inflight.start()
         try:
@@ -91,7 +87,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 yield
         finally:
             await inflight.stop()
-            await records.stop()
             await broker.stop()
 
     app = FastAPI(
@@ -179,7 +174,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             current.finished_at = utcnow()
             return current
 
-        state["records"].invalidate(crawl_id)  # a GET here after this DELETE must not read the old record
         record = await kv_update(state["crawls"], crawl_id, CrawlState, cancel)
         if record is None:
             current = await _load(crawl_id)
@@ -201,8 +195,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def _load(crawl_id: str) -> CrawlState:
         if not _CRAWL_ID.fullmatch(crawl_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
-        if (raw := state["records"].get(crawl_id)) is not None:
-            return CrawlState.model_validate_json(raw)
+        # Read from KV, not from a mirror of it: whoever just received crawl.finished must not be told
+        # "running" by a copy one hop behind.
         record, _ = await kv_get(state["crawls"], crawl_id, CrawlState)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no crawl {crawl_id!r}")
