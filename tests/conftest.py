@@ -23,6 +23,12 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+def nats_process(port: int, store: Path) -> subprocess.Popen[bytes]:
+    """A bare nats-server with JetStream on ``port``: for tests that stop and restart it on the same port."""
+    cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @contextlib.contextmanager
 def nats_server(store: Path) -> Iterator[str]:
     """A nats-server with JetStream on free ports, storing under ``store``; yields its URL.

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
+
+import nats
 from nats.aio.client import Client
 
+from showroom.cli.stack import free_port
 from showroom.common.answercache import IndexGeneration, answer_key, normalise
 from showroom.common.events import AskRequest, PageIndexed, ReplayFinished, utcnow
 from showroom.common.topology import Streams, Subjects, ensure_topology
-from tests.conftest import wait_for
+from tests.conftest import nats_process, wait_for
 
 
 async def indexed(nc: Client, brand: str) -> int:
@@ -61,3 +67,48 @@ def test_the_key_names_the_normalised_question_and_the_generation() -> None:
     assert answer_key(ask, "extractive", "7.0") == answer_key(same, "extractive", "7.0")
     assert answer_key(ask, "extractive", "7.0") != answer_key(ask, "extractive", "8.0")
     assert answer_key(ask, "extractive", "7.0") != answer_key(ask, "gemini-2.5-flash", "7.0")
+
+
+async def test_the_generation_keeps_moving_after_nats_server_restarts(tmp_path: Path) -> None:
+    # The server forgets the ordered consumers when it restarts; a frozen generation would serve
+    # answers made before every later re-index.
+    port = free_port()
+    server = nats_process(port, tmp_path)
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    nc = await nats.connect(
+        f"nats://127.0.0.1:{port}", reconnect_time_wait=0.2, max_reconnect_attempts=-1, reconnected_cb=on_reconnect
+    )
+    generation: IndexGeneration | None = None
+    try:
+        await ensure_topology(nc.jetstream())
+        await indexed(nc, "alpha")
+        generation = await IndexGeneration.start(nc.jetstream(), nc)
+        before = await generation.of("alpha")
+
+        server.terminate()
+        server.wait(timeout=10)
+        server = nats_process(port, tmp_path)
+        await asyncio.wait_for(reconnected.wait(), 15)
+
+        async def indexed_again() -> int:
+            with contextlib.suppress(Exception):  # JetStream may still be recovering its streams
+                return await indexed(nc, "alpha")
+            return 0
+
+        seq = await wait_for(indexed_again, what="JetStream back after the restart")
+        gen = generation
+
+        async def caught_up() -> bool:
+            return await gen.of("alpha") == f"{seq}.{before.split('.')[1]}"
+
+        await wait_for(caught_up, what="the generation to follow an event published after the restart")
+    finally:
+        if generation is not None:
+            await generation.stop()
+        await nc.close()
+        server.terminate()
+        server.wait(timeout=10)

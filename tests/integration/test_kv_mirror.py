@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import nats
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 
-from showroom.cli.stack import free_port, nats_server_binary
+from showroom.cli.stack import free_port
 from showroom.common.apikeys import ApiKeyEntry
 from showroom.common.bus import kv_update
 from showroom.common.crawls import CrawlState
@@ -24,7 +23,7 @@ from showroom.common.kvmirror import KvMirror
 from showroom.common.topology import Buckets
 from showroom.gateway.app import create_app
 from showroom.gateway.settings import GatewaySettings
-from tests.conftest import wait_for
+from tests.conftest import nats_process, wait_for
 
 KEY = "test-key-0123456789abcdef"
 
@@ -128,16 +127,11 @@ async def test_status_route_reports_pages_in_flight_from_the_mirror(nc: Client, 
             assert seen["queued"] == 4 and seen["discovered"] == 6
 
 
-def _start_nats(port: int, store: Path) -> subprocess.Popen[bytes]:
-    cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 async def test_mirror_follows_writes_made_after_nats_server_restarts(tmp_path: Path) -> None:
     # The server forgets the watcher's ephemeral consumer when it restarts, and nats-py does not notice;
     # the mirror must, long before its quiet-period backstop (60 s here).
     port = free_port()
-    server = _start_nats(port, tmp_path)
+    server = nats_process(port, tmp_path)
     reconnected = asyncio.Event()
 
     async def on_reconnect() -> None:
@@ -156,7 +150,7 @@ async def test_mirror_follows_writes_made_after_nats_server_restarts(tmp_path: P
 
         server.terminate()
         server.wait(timeout=10)
-        server = _start_nats(port, tmp_path)
+        server = nats_process(port, tmp_path)
         await asyncio.wait_for(reconnected.wait(), 15)
 
         async def put_after() -> bool:

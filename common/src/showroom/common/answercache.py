@@ -20,10 +20,13 @@ before a page event it has not yet received (the few milliseconds the event take
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
@@ -76,31 +79,68 @@ def question_answered(request: AskRequest, answer: Answer) -> QuestionAnswered:
 class IndexGeneration:
     """The index generation per brand (see the module docstring), kept current by two ordered
     consumers (headers only) that start at the streams' ends; a brand's starting point is its
-    last ``page.indexed`` event, looked up once."""
+    last ``page.indexed`` event, looked up once.
 
-    def __init__(self, js: JetStreamContext) -> None:
+    A restarted nats-server forgets those consumers and nats-py does not notice, which would freeze
+    every generation (and serve answers from before a re-index).  Given the connection, the
+    generation follows anew after each reconnect: new consumers, the streams' ends read again, and
+    every brand looked up again.
+    """
+
+    def __init__(self, js: JetStreamContext, nc: Client | None = None) -> None:
         self.js = js
+        self.nc = nc
         self._last = 0
         self._brands: dict[str, int] = {}
         self._swaps = 0
         self._subs: list = []  # type: ignore[type-arg]
+        self._watchdog: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, js: JetStreamContext) -> IndexGeneration:
-        self = cls(js)
+    async def start(cls, js: JetStreamContext, nc: Client | None = None) -> IndexGeneration:
+        self = cls(js, nc)
+        await self._follow()
+        if nc is not None:
+            self._watchdog = asyncio.create_task(self._follow_after_reconnects(), name="index-generation")
+        return self
+
+    async def _follow_after_reconnects(self, every_s: float = 1.0) -> None:
+        assert self.nc is not None
+        seen = self.nc.stats["reconnects"]
+        while True:
+            await asyncio.sleep(every_s)
+            now = self.nc.stats["reconnects"]
+            if now == seen or not self.nc.is_connected:
+                continue
+            try:
+                await self._follow()
+                seen = now
+                log.info("index generation follows the streams again after a reconnect")
+            except Exception as exc:  # JetStream still recovering: try again on the next tick
+                log.warning("index generation could not follow the streams yet: %s", exc)
+
+    async def _follow(self) -> None:
+        await self._unsubscribe()
+        self._brands.clear()  # events may have been missed: look each brand up again
         # Subscribe first, then read where the streams end: nothing published in between is missed.
         for subject, stream, cb in (
             (Subjects.page_indexed("*"), Streams.INDEX.name, self._on_indexed),
             (Subjects.REPLAY_FINISHED, Streams.REPLAYS.name, self._on_replayed),
         ):
-            sub = await js.subscribe(subject, stream=stream, cb=cb, ordered_consumer=True,
+            sub = await self.js.subscribe(subject, stream=stream, cb=cb, ordered_consumer=True,
                                      deliver_policy=DeliverPolicy.NEW, headers_only=True)  # fmt: skip
             self._subs.append(sub)
-        self._last = max(self._last, (await js.stream_info(Streams.INDEX.name)).state.last_seq)
+        self._last = max(self._last, (await self.js.stream_info(Streams.INDEX.name)).state.last_seq)
         self._swaps = max(self._swaps, await self._last_seq(Streams.REPLAYS.name, Subjects.REPLAY_FINISHED))
-        return self
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
         for sub in self._subs:
             try:
                 await sub.unsubscribe()

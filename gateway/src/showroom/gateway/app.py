@@ -86,6 +86,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             async with run_brands(app_, broker, settings):
                 yield
         finally:
+            if (answers := getattr(app_.state, "cached_answers", None)) is not None:
+                await answers.close()
             await inflight.stop()
             await broker.stop()
 

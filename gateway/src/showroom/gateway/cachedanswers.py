@@ -95,6 +95,11 @@ class CachedAnswersOpener:
         self._lock = asyncio.Lock()
         self._retry_at = 0.0
 
+    async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.generation.stop()
+            self.cache = None
+
     async def get(self, broker: NatsBroker) -> CachedAnswers | None:
         if self.cache is not None or time.monotonic() < self._retry_at:
             return self.cache
@@ -103,7 +108,8 @@ class CachedAnswersOpener:
                 js = broker.config.connection_state.stream
                 try:
                     kv = await js.key_value(BUCKET)
-                    self.cache = CachedAnswers(broker, kv, await IndexGeneration.start(js))
+                    nc = broker.config.connection_state.connection
+                    self.cache = CachedAnswers(broker, kv, await IndexGeneration.start(js, nc))
                 except Exception as exc:  # no bucket yet, or the bus is down: rag-svc answers
                     log.info("answer cache not readable from the gateway yet: %s", exc)
                     self._retry_at = time.monotonic() + RETRY_S

@@ -208,7 +208,7 @@ async def open_cache() -> None:
     if settings.answer_cache_ttl_s <= 0:
         return
     js = broker.config.connection_state.stream
-    _generation["index"] = await IndexGeneration.start(js)
+    _generation["index"] = await IndexGeneration.start(js, broker.config.connection_state.connection)
     _deps["cache"] = await AnswerCache.open(js, settings.answer_cache_ttl_s, settings.stream_replicas)
 
 
