@@ -17,7 +17,7 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +56,24 @@ def chaos_config(root: Path, **env: str) -> StackConfig:
 
 @dataclass
 class Progress:
-    """``page.scraped`` events of the crawl as they happen (core NATS: a live view, not the proof)."""
+    """``page.scraped`` events of the crawl as they happen (core NATS: a live view, not the proof).
 
-    scraped: int = 0
+    Counted by URL: a core subscriber also receives a publish that the stream drops as a duplicate
+    (a retried publish), so counting messages could run ahead of what the stream holds.
+    """
+
+    urls: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.changed = asyncio.Condition()
 
+    @property
+    def scraped(self) -> int:
+        return len(self.urls)
+
     async def on_page(self, msg: Any) -> None:
         async with self.changed:
-            self.scraped += 1
+            self.urls.add(json.loads(msg.data)["url"])
             self.changed.notify_all()
 
     async def reach(self, n: int, timeout: float = 60) -> None:

@@ -131,7 +131,7 @@ async def test_a_stalled_indexer_queues_pages_in_jetstream_and_scrapers_stay_bou
         async def sample() -> None:
             async for entry in watcher:
                 if entry is not None and entry.value:
-                    seen.append(json.loads(entry.value)["n"])
+                    seen.append(json.loads(entry.value)["peak"])  # the most in flight since the last write
 
         sampler = asyncio.create_task(sample())
         held_tasks: list[int] = []

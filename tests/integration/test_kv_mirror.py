@@ -18,7 +18,7 @@ from showroom.common.apikeys import ApiKeyEntry
 from showroom.common.bus import kv_update
 from showroom.common.crawls import CrawlState
 from showroom.common.events import CrawlStatus, new_id
-from showroom.common.inflight import STALE_AFTER_S, inflight_total
+from showroom.common.inflight import STALE_AFTER_S, InflightCounter, inflight_total
 from showroom.common.kvmirror import KvMirror
 from showroom.common.topology import Buckets
 from showroom.gateway.app import create_app
@@ -173,3 +173,26 @@ async def test_mirror_follows_writes_made_after_nats_server_restarts(tmp_path: P
         await nc.close()
         server.terminate()
         server.wait(timeout=10)
+
+
+async def test_the_counter_writes_the_peak_since_its_last_write_not_only_the_count_now(nc: Client) -> None:
+    # Fetches shorter than the flush period would otherwise never be seen in flight.
+    inflight = await nc.jetstream().key_value(Buckets.INFLIGHT.name)
+    counter = InflightCounter(inflight, instance="peaktest")
+    crawl_id = new_id()
+    for _ in range(3):
+        await counter.begin(crawl_id)
+    for _ in range(3):
+        await counter.end(crawl_id)
+    counter.start()
+    try:
+
+        async def written() -> dict | None:
+            with contextlib.suppress(Exception):  # not written yet
+                return json.loads((await inflight.get(f"{crawl_id}.peaktest")).value or b"{}")
+            return None
+
+        value = await wait_for(written, what="the counter's flush")
+        assert value["n"] == 0 and value["peak"] == 3, value
+    finally:
+        await counter.stop()

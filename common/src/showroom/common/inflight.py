@@ -29,6 +29,8 @@ class InflightCounter:
         self.kv = kv
         self.instance = instance or uuid.uuid4().hex[:12]
         self._counts: dict[str, int] = {}
+        self._peaks: dict[str, int] = {}
+        """The most in flight since the last write: a count read every FLUSH_S misses short fetches."""
         self._dirty: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -42,7 +44,8 @@ class InflightCounter:
                 await self._task
 
     async def begin(self, crawl_id: str) -> None:
-        self._counts[crawl_id] = self._counts.get(crawl_id, 0) + 1
+        n = self._counts[crawl_id] = self._counts.get(crawl_id, 0) + 1
+        self._peaks[crawl_id] = max(self._peaks.get(crawl_id, 0), n)
         self._dirty.add(crawl_id)
 
     async def end(self, crawl_id: str) -> None:
@@ -50,7 +53,9 @@ class InflightCounter:
         self._dirty.add(crawl_id)
 
     async def _write(self, crawl_id: str) -> None:
-        value = json.dumps({"n": self._counts.get(crawl_id, 0), "at": time.time()}).encode()
+        n = self._counts.get(crawl_id, 0)
+        peak, self._peaks[crawl_id] = max(self._peaks.get(crawl_id, 0), n), n
+        value = json.dumps({"n": n, "peak": peak, "at": time.time()}).encode()
         with contextlib.suppress(Exception):  # a missed update is corrected by the next one or the refresh
             await self.kv.put(f"{crawl_id}.{self.instance}", value)
 
@@ -68,6 +73,7 @@ class InflightCounter:
                 await self._write(crawl_id)
                 if self._counts.get(crawl_id) == 0:
                     del self._counts[crawl_id]
+                    self._peaks.pop(crawl_id, None)
 
 
 def inflight_total(entries: dict[str, bytes], crawl_id: str, now: float | None = None) -> int:
