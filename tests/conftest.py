@@ -23,10 +23,47 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def nats_process(port: int, store: Path) -> subprocess.Popen[bytes]:
-    """A bare nats-server with JetStream on ``port``: for tests that stop and restart it on the same port."""
-    cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+class RestartableNats:
+    """A nats-server of a test's own and a client of it that reconnects quickly, for tests of what survives
+    a restart of the server (same port, same JetStream store)."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.port = free_port()
+        self.server = self._start()
+        self.reconnected = asyncio.Event()
+        self.nc: Client
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def __aenter__(self) -> RestartableNats:
+        async def on_reconnect() -> None:
+            self.reconnected.set()
+
+        self.nc = await nats.connect(
+            f"nats://127.0.0.1:{self.port}",
+            reconnect_time_wait=0.2,
+            max_reconnect_attempts=-1,
+            reconnected_cb=on_reconnect,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.nc.close()
+        self._stop()
+
+    def _stop(self) -> None:
+        self.server.terminate()
+        self.server.wait(timeout=10)
+
+    async def restart(self) -> None:
+        """Stop the server, start it again, and return once the client has reconnected."""
+        self.reconnected.clear()
+        self._stop()
+        self.server = self._start()
+        await asyncio.wait_for(self.reconnected.wait(), 15)
 
 
 @contextlib.contextmanager

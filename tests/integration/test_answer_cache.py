@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from pathlib import Path
 
-import nats
 from nats.aio.client import Client
 
-from showroom.cli.stack import free_port
 from showroom.common.answercache import IndexGeneration, answer_key, normalise
 from showroom.common.events import AskRequest, PageIndexed, ReplayFinished, utcnow
 from showroom.common.topology import Streams, Subjects, ensure_topology
-from tests.conftest import nats_process, wait_for
+from tests.conftest import RestartableNats, wait_for
 
 
 async def indexed(nc: Client, brand: str) -> int:
@@ -72,43 +69,24 @@ def test_the_key_names_the_normalised_question_and_the_generation() -> None:
 async def test_the_generation_keeps_moving_after_nats_server_restarts(tmp_path: Path) -> None:
     # The server forgets the ordered consumers when it restarts; a frozen generation would serve
     # answers made before every later re-index.
-    port = free_port()
-    server = nats_process(port, tmp_path)
-    reconnected = asyncio.Event()
+    async with RestartableNats(tmp_path) as bus:
+        await ensure_topology(bus.nc.jetstream())
+        await indexed(bus.nc, "alpha")
+        generation = await IndexGeneration.start(bus.nc.jetstream(), bus.nc)
+        try:
+            before = await generation.of("alpha")
+            await bus.restart()
 
-    async def on_reconnect() -> None:
-        reconnected.set()
+            async def indexed_again() -> int:
+                with contextlib.suppress(Exception):  # JetStream may still be recovering its streams
+                    return await indexed(bus.nc, "alpha")
+                return 0
 
-    nc = await nats.connect(
-        f"nats://127.0.0.1:{port}", reconnect_time_wait=0.2, max_reconnect_attempts=-1, reconnected_cb=on_reconnect
-    )
-    generation: IndexGeneration | None = None
-    try:
-        await ensure_topology(nc.jetstream())
-        await indexed(nc, "alpha")
-        generation = await IndexGeneration.start(nc.jetstream(), nc)
-        before = await generation.of("alpha")
+            seq = await wait_for(indexed_again, what="JetStream back after the restart")
 
-        server.terminate()
-        server.wait(timeout=10)
-        server = nats_process(port, tmp_path)
-        await asyncio.wait_for(reconnected.wait(), 15)
+            async def caught_up() -> bool:
+                return await generation.of("alpha") == f"{seq}.{before.split('.')[1]}"
 
-        async def indexed_again() -> int:
-            with contextlib.suppress(Exception):  # JetStream may still be recovering its streams
-                return await indexed(nc, "alpha")
-            return 0
-
-        seq = await wait_for(indexed_again, what="JetStream back after the restart")
-        gen = generation
-
-        async def caught_up() -> bool:
-            return await gen.of("alpha") == f"{seq}.{before.split('.')[1]}"
-
-        await wait_for(caught_up, what="the generation to follow an event published after the restart")
-    finally:
-        if generation is not None:
+            await wait_for(caught_up, what="the generation to follow an event published after the restart")
+        finally:
             await generation.stop()
-        await nc.close()
-        server.terminate()
-        server.wait(timeout=10)

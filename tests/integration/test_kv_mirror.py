@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
 from pathlib import Path
 
 import httpx
-import nats
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 
-from showroom.cli.stack import free_port
 from showroom.common.apikeys import ApiKeyEntry
 from showroom.common.bus import kv_update
 from showroom.common.crawls import CrawlState
@@ -23,7 +20,7 @@ from showroom.common.kvmirror import KvMirror
 from showroom.common.topology import Buckets
 from showroom.gateway.app import create_app
 from showroom.gateway.settings import GatewaySettings
-from tests.conftest import nats_process, wait_for
+from tests.conftest import RestartableNats, wait_for
 
 KEY = "test-key-0123456789abcdef"
 
@@ -130,49 +127,30 @@ async def test_status_route_reports_pages_in_flight_from_the_mirror(nc: Client, 
 async def test_mirror_follows_writes_made_after_nats_server_restarts(tmp_path: Path) -> None:
     # The server forgets the watcher's ephemeral consumer when it restarts, and nats-py does not notice;
     # the mirror must, long before its quiet-period backstop (60 s here).
-    port = free_port()
-    server = nats_process(port, tmp_path)
-    reconnected = asyncio.Event()
-
-    async def on_reconnect() -> None:
-        reconnected.set()
-
-    nc = await nats.connect(
-        f"nats://127.0.0.1:{port}", reconnect_time_wait=0.2, max_reconnect_attempts=-1, reconnected_cb=on_reconnect
-    )
-    mirror: KvMirror | None = None
-    try:
-        kv = await nc.jetstream().create_key_value(KeyValueConfig(bucket="restart"))
+    async with RestartableNats(tmp_path) as bus:
+        kv = await bus.nc.jetstream().create_key_value(KeyValueConfig(bucket="restart"))
         await kv.put("before", b"1")
-        mirror = KvMirror(kv, nc=nc, resync_after_s=60, name="restart")
+        mirror = KvMirror(kv, nc=bus.nc, resync_after_s=60, name="restart")
         await mirror.start()
-        assert mirror.get("before") == b"1"
+        try:
+            assert mirror.get("before") == b"1"
+            await bus.restart()
 
-        server.terminate()
-        server.wait(timeout=10)
-        server = nats_process(port, tmp_path)
-        await asyncio.wait_for(reconnected.wait(), 15)
+            async def put_after() -> bool:
+                with contextlib.suppress(Exception):  # JetStream may still be recovering its streams
+                    await kv.put("after", b"2")
+                    return True
+                return False
 
-        async def put_after() -> bool:
-            with contextlib.suppress(Exception):  # JetStream may still be recovering its streams
-                await kv.put("after", b"2")
-                return True
-            return False
+            await wait_for(put_after, what="JetStream back after the restart")
 
-        await wait_for(put_after, what="JetStream back after the restart")
-        mirror_ = mirror
+            async def seen() -> bool:
+                return mirror.get("after") == b"2"
 
-        async def seen() -> bool:
-            return mirror_.get("after") == b"2"
-
-        await wait_for(seen, timeout=10, what="the mirror to see a write made after the restart")
-        assert mirror.get("before") == b"1"
-    finally:
-        if mirror is not None:
+            await wait_for(seen, timeout=10, what="the mirror to see a write made after the restart")
+            assert mirror.get("before") == b"1"
+        finally:
             await mirror.stop()
-        await nc.close()
-        server.terminate()
-        server.wait(timeout=10)
 
 
 async def test_the_counter_writes_the_peak_since_its_last_write_not_only_the_count_now(nc: Client) -> None:
