@@ -19,10 +19,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nats.js.api import ConsumerInfo
 
 from showroom.cli.stack import SERVICES
 from showroom.common.topology import Buckets, Durables, Streams
 from showroom.demo_site.lab_pages import lab_article
+from tests.conftest import wait_for
 
 from .harness import STATIC_PAGES, Chaos, chaos_stack
 
@@ -153,8 +155,13 @@ async def test_a_stalled_indexer_queues_pages_in_jetstream_and_scrapers_stay_bou
         await watcher.stop()
         assert seen and 0 < max(seen) <= concurrency, seen
 
-        held = await chaos.consumer(Streams.PAGES.name, Durables.INDEXER_PAGES)
-        # Every page event is in the stream; the stalled indexer holds at most one fetch's worth of them.
+        # Every page event reaches the stream (a core subscriber can hear of one a moment before the stream has
+        # stored it); the stalled indexer holds at most one fetch's worth of them.
+        async def all_queued() -> ConsumerInfo | None:
+            info = await chaos.consumer(Streams.PAGES.name, Durables.INDEXER_PAGES)
+            return info if info.num_pending + info.num_ack_pending >= len(chaos.expected) else None
+
+        held = await wait_for(all_queued, timeout=10, what="every page event in the PAGES stream")
         assert held.num_pending + held.num_ack_pending == len(chaos.expected), held
         assert held.num_ack_pending <= min(held.config.max_ack_pending, 16), held  # index_concurrency
         assert held.num_pending >= len(chaos.expected) - 16
