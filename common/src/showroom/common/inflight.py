@@ -113,4 +113,4 @@ class InflightTotals:
         await self.mirror.stop()
 
     def total(self, crawl_id: str) -> int:
-        return inflight_total(self.mirror.with_prefix(f"{crawl_id}."), crawl_id)
+        return inflight_total(self.mirror.values, crawl_id)

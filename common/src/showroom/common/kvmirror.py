@@ -61,9 +61,6 @@ class KvMirror:
     def get(self, key: str) -> bytes | None:
         return self.values.get(key)
 
-    def with_prefix(self, prefix: str) -> dict[str, bytes]:
-        return {k: v for k, v in self.values.items() if k.startswith(prefix)}
-
     async def _run(self) -> None:
         while True:
             try:
