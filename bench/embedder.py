@@ -1,11 +1,13 @@
-"""Benchmark the indexer's numpy all-MiniLM-L6-v2 embedder (optionally against the real thing).
+"""Benchmark the indexer's all-MiniLM-L6-v2 embedder (optionally against the real thing).
 
     uv run python bench/embedder.py
     uv run python bench/embedder.py --reference-python /tmp/stref/bin/python
 
 Prints the model load time, chunks/s (best and median of ``--repeat`` runs: the machine is
-shared, so single runs are noisy) at several batch sizes for ~240-token product-page chunks
-(generated deterministically: descriptions, reviews and spec rows), and the peak RSS.  With
+shared, so single runs are noisy) for ~240-token product-page chunks (generated
+deterministically: descriptions, reviews and spec rows) -- ours with 1 and 2 texts at a time
+(``MiniLMEmbedder(threads=...)``), sentence-transformers at several batch sizes --, the latency
+and CPU of embedding one short search query, and the peak RSS.  With
 ``--reference-python`` (a venv with sentence-transformers + torch, see
 ``bench/make_minilm_reference.py``) the same chunks are embedded by sentence-transformers in
 that interpreter and the figures are printed side by side, with the worst cosine similarity
@@ -113,24 +115,25 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+QUERIES = [f"What is the {spec.lower()} of the {brand} {kind}?" for brand in BRANDS for kind, specs in PRODUCTS.items()
+           for spec in specs.split("|")[:2]]  # fmt: skip
+
+
 def _worker(kind: str, chunks_file: Path, batch_sizes: list[int], repeat: int, vectors_out: Path) -> None:
     """Runs in a subprocess: load one implementation, time it, print one JSON line."""
     import numpy as np
 
     chunks = json.loads(chunks_file.read_text())
     t0 = time.perf_counter()
-    if kind == "numpy":
+    if kind == "onnx":
         from showroom.indexer.embedding import MiniLMEmbedder
 
         t1 = time.perf_counter()
-        model = MiniLMEmbedder()
-        load_s = time.perf_counter() - t1
-
-        def embed(texts: list[str], batch_size: int) -> np.ndarray:
-            model.batch_size = batch_size
-            return model.embed(texts)
-
-        threads = "numpy BLAS: " + _blas_threads()
+        models = {n: MiniLMEmbedder(threads=n) for n in (1, 2)}
+        load_s = (time.perf_counter() - t1) / len(models)
+        settings = {f"{n} at a time": models[n].embed for n in models}
+        query = models[1].embed_query
+        threads = "onnxruntime, one thread per text"
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
@@ -143,21 +146,32 @@ def _worker(kind: str, chunks_file: Path, batch_sizes: list[int], repeat: int, v
         model = SentenceTransformer(str(_default_model_dir()), device="cpu")
         load_s = time.perf_counter() - t1
 
-        def embed(texts: list[str], batch_size: int) -> np.ndarray:
-            return model.encode(texts, batch_size=batch_size, convert_to_numpy=True)
+        def encoder(batch_size: int):  # type: ignore[no-untyped-def]
+            return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_numpy=True)
 
+        settings = {f"batch {b}": encoder(b) for b in batch_sizes}
+        query = lambda text: model.encode([text], convert_to_numpy=True)[0]  # noqa: E731
         threads = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     import_s = t1 - t0
 
     rates: dict[str, list[float]] = {}
-    for batch_size in batch_sizes:
-        embed(chunks[: max(batch_size, 4)], batch_size)  # warm-up
-        rates[str(batch_size)] = []
+    for label, embed in settings.items():
+        embed(chunks[:4])  # warm-up
+        rates[label] = []
         for _ in range(repeat):
             start = time.perf_counter()
-            vectors = embed(chunks, batch_size)
-            rates[str(batch_size)].append(len(chunks) / (time.perf_counter() - start))
+            vectors = embed(chunks)
+            rates[label].append(len(chunks) / (time.perf_counter() - start))
     np.save(vectors_out, vectors)
+    query(QUERIES[0])
+    wall: list[float] = []
+    cpu = time.process_time()
+    for text in QUERIES:
+        start = time.perf_counter()
+        query(text)
+        wall.append((time.perf_counter() - start) * 1000)
+    cpu_ms = (time.process_time() - cpu) * 1000 / len(QUERIES)
+    wall.sort()
     print(
         json.dumps(
             {
@@ -165,20 +179,12 @@ def _worker(kind: str, chunks_file: Path, batch_sizes: list[int], repeat: int, v
                 "import_s": import_s,
                 "load_s": load_s,
                 "rates": rates,
+                "query_ms": [wall[len(wall) // 2], wall[int(len(wall) * 0.95)], cpu_ms],
                 "peak_rss_mb": _peak_rss_mb(),
                 "threads": threads,
             }
         )
     )
-
-
-def _blas_threads() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return f"{os.cpu_count()} CPUs"
-    info = [f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info()]
-    return ", ".join(info) or f"{os.cpu_count()} CPUs"
 
 
 def _run_worker(
@@ -208,12 +214,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--tokens", type=int, default=240, help="target tokens per chunk")
-    parser.add_argument("--batch-sizes", default="1,8,16,32")
+    parser.add_argument("--batch-sizes", default="1,8,16,32", help="sentence-transformers' batch sizes")
     parser.add_argument(
         "--repeat", type=int, default=3, help="timed runs per batch size; the best and the median are shown"
     )
     parser.add_argument("--reference-python", help="interpreter with sentence-transformers")
-    parser.add_argument("--worker", choices=["numpy", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["onnx", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--chunks-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--vectors-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -241,7 +247,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         chunks_file = Path(tmp) / "chunks.json"
         chunks_file.write_text(json.dumps(chunks))
-        runs = [("numpy", sys.executable)]
+        runs = [("onnx", sys.executable)]
         if args.reference_python:
             runs.append(("reference", args.reference_python))
         results = {}
@@ -251,25 +257,26 @@ def main() -> None:
             results[kind] = _run_worker(python, kind, chunks_file, batch_sizes, args.repeat, out)
             vectors[kind] = np.load(out)
 
-    names = {"numpy": "numpy MiniLMEmbedder", "reference": "sentence-transformers"}
-    header = f"{'':24}" + "".join(f"{names[k]:>24}" for k in results)
-    print(header)
+    names = {"onnx": "MiniLMEmbedder (onnx)", "reference": "sentence-transformers"}
+    print(f"{'':24}" + "".join(f"{names[k]:>24}" for k in results))
     print(f"{'import (s)':24}" + "".join(f"{r['import_s']:>24.2f}" for r in results.values()))
     print(f"{'model load (s)':24}" + "".join(f"{r['load_s']:>24.2f}" for r in results.values()))
-    for b in batch_sizes:
+    for label in dict.fromkeys(label for r in results.values() for label in r["rates"]):
         cells = []
         for r in results.values():
-            runs = sorted(r["rates"][str(b)])
-            cells.append(f"{runs[-1]:.1f} (median {runs[len(runs) // 2]:.1f})")
-        print(f"{f'chunks/s, batch {b}':24}" + "".join(f"{c:>24}" for c in cells))
+            runs = sorted(r["rates"].get(label, []))
+            cells.append(f"{runs[-1]:.1f} (median {runs[len(runs) // 2]:.1f})" if runs else "-")
+        print(f"{f'chunks/s, {label}':24}" + "".join(f"{c:>24}" for c in cells))
+    cells = [f"{p50:.1f} / {p95:.1f} / {cpu:.1f}" for p50, p95, cpu in (r["query_ms"] for r in results.values())]
+    print(f"{'query p50/p95/CPU (ms)':24}" + "".join(f"{c:>24}" for c in cells))
     print(f"{'peak RSS (MB)':24}" + "".join(f"{r['peak_rss_mb']:>24.0f}" for r in results.values()))
     for kind, r in results.items():
         print(f"{names[kind]}: {r['threads']}")
     if "reference" in vectors:
-        a, b = vectors["numpy"], vectors["reference"]
+        a, b = vectors["onnx"], vectors["reference"]
         cos = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         print(
-            f"numpy vs sentence-transformers on these chunks: min cosine {cos.min():.7f}, "
+            f"onnx vs sentence-transformers on these chunks: min cosine {cos.min():.7f}, "
             f"max |diff| {np.abs(a - b).max():.2e}"
         )
 
