@@ -53,6 +53,32 @@ async def test_a_brands_generation_moves_with_its_pages_and_every_replay(nc: Cli
         await again.stop()
 
 
+async def test_a_brand_without_pages_is_looked_up_once_and_moves_with_its_first_page(nc: Client) -> None:
+    js = nc.jetstream()
+    await ensure_topology(js)
+    generation = await IndexGeneration.start(js)
+    lookups: list[str] = []
+    last_msg = js.get_last_msg
+
+    async def counted(stream: str, subject: str):  # type: ignore[no-untyped-def]
+        lookups.append(subject)
+        return await last_msg(stream, subject)
+
+    js.get_last_msg = counted  # type: ignore[method-assign]
+    try:
+        first = await generation.of("gamma")
+        assert first.startswith("0.")
+        assert [await generation.of("gamma") for _ in range(5)] == [first] * 5
+        assert lookups == [Subjects.page_indexed("gamma")]  # one lookup, not one per question
+
+        seq = await indexed(nc, "gamma")
+        await wait_for(lambda: _moved(generation, "gamma", first), what="gamma's first page to move its generation")
+        assert (await generation.of("gamma")).startswith(f"{seq}.")
+        assert len(lookups) == 1
+    finally:
+        await generation.stop()
+
+
 async def _moved(generation: IndexGeneration, brand: str, old: str) -> bool:
     return await generation.of(brand) != old
 

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import re
+from collections import OrderedDict
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -38,6 +39,8 @@ from showroom.common.topology import Streams, Subjects
 log = logging.getLogger(__name__)
 
 BUCKET = "answer_cache"
+UNINDEXED_BRANDS = 1024
+"""How many brands without indexed pages :class:`IndexGeneration` remembers as such."""
 
 _SPACES = re.compile(r"\s+")
 
@@ -92,6 +95,9 @@ class IndexGeneration:
         self.nc = nc
         self._last = 0
         self._brands: dict[str, int] = {}
+        # Brands with no page.indexed event on INDEX (never crawled, or their events aged out),
+        # so they are not looked up on every question; bounded, as any brand name can be asked.
+        self._unindexed: OrderedDict[str, None] = OrderedDict()
         self._swaps = 0
         self._subs: list = []  # type: ignore[type-arg]
         self._watchdog: asyncio.Task[None] | None = None
@@ -122,6 +128,7 @@ class IndexGeneration:
     async def _follow(self) -> None:
         await self._unsubscribe()
         self._brands.clear()  # events may have been missed: look each brand up again
+        self._unindexed.clear()
         # Subscribe first, then read where the streams end: nothing published in between is missed.
         for subject, stream, cb in (
             (Subjects.page_indexed("*"), Streams.INDEX.name, self._on_indexed),
@@ -153,10 +160,17 @@ class IndexGeneration:
         if brand is None:
             return f"{self._last}.{self._swaps}"
         if (seq := self._brands.get(brand)) is None:
+            if brand in self._unindexed:
+                self._unindexed.move_to_end(brand)
+                return f"0.{self._swaps}"
             looked_up = await self._last_seq(Streams.INDEX.name, Subjects.page_indexed(brand))
             seq = max(looked_up, self._brands.get(brand, 0))  # an event may have arrived meanwhile
-            if seq:  # only brands with pages are remembered: any brand name can be asked about
+            if seq:
                 self._brands[brand] = seq
+            else:  # the consumer hears of its first page: _on_indexed moves it to _brands
+                self._unindexed[brand] = None
+                while len(self._unindexed) > UNINDEXED_BRANDS:
+                    self._unindexed.popitem(last=False)
         return f"{seq}.{self._swaps}"
 
     async def _last_seq(self, stream: str, subject: str) -> int:
@@ -170,6 +184,7 @@ class IndexGeneration:
         brand = msg.subject.rsplit(".", 1)[-1]
         self._last = max(self._last, seq)
         self._brands[brand] = max(self._brands.get(brand, 0), seq)
+        self._unindexed.pop(brand, None)
 
     async def _on_replayed(self, msg) -> None:  # type: ignore[no-untyped-def]
         self._swaps = max(self._swaps, msg.metadata.sequence.stream)
