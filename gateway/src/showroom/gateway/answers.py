@@ -27,7 +27,7 @@ from starlette.background import BackgroundTask
 
 from showroom.common.events import Answer, AskRequest
 from showroom.common.topology import Subjects
-from showroom.gateway.cachedanswers import CachedAnswers, CachedAnswersOpener
+from showroom.gateway.cachedanswers import CachedAnswers, CachedAnswersOpener, Lookup
 from showroom.gateway.errors import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,15 @@ async def ask(question: AskRequest, request: Request) -> Response:
     broker: NatsBroker = request.app.state.broker
     timeout = request.app.state.settings.ask_timeout_s
     cache = await cached_answers(request)
+    lookup = Lookup()
     if cache is not None:
         try:
-            if (hit := await cache.lookup(question)) is not None:
-                audit = BackgroundTask(cache.audit, question, hit)  # after the response is sent
-                return Response(hit.model_dump_json(), media_type="application/json", background=audit)
+            lookup = await cache.lookup(question)
         except Exception:  # a cache read that fails is a miss: rag-svc still answers
             log.exception("answer cache read failed")
+        if (hit := lookup.hit) is not None:
+            audit = BackgroundTask(cache.audit, question, hit.answer)  # after the response is sent
+            return Response(hit.body, media_type="application/json", background=audit)
     try:
         reply = await broker.request(question, Subjects.ASK, timeout=timeout)
     except NoRespondersError as exc:
@@ -70,7 +72,7 @@ async def ask(question: AskRequest, request: Request) -> Response:
     if answer.error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, answer.error)
     if cache is not None:
-        cache.learn(answer)
+        cache.learn(lookup, answer)
     # rag-svc's JSON, checked above, as it came: re-serialising the model would only cost time.
     return Response(reply.body, media_type="application/json")
 

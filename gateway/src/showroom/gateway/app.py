@@ -97,6 +97,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="Crawl music-equipment brand sites and answer questions about their products, with citations.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        # Request metrics and trace ids are the gateway's own (system.Telemetry); FastAPI's
+        # OpenTelemetry hooks would only re-check on every request that nothing is configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     def scoped(scope: Scope) -> list[Any]:
