@@ -3,6 +3,8 @@ standing in for a Qdrant server)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -57,6 +59,33 @@ async def test_reindexing_a_page_is_idempotent(indexer: Indexer) -> None:
     again = (await indexer.index_pages([p]))[0]
     assert again.unchanged and again.chunks == first.chunks
     assert await indexer.store.count() == n
+
+
+class GatedEmbedder(HashingEmbedder):
+    """Holds its first call until released, so a second live batch forms while the first is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        self.started.set()
+        self.release.wait(timeout=30)
+        return super().embed(texts)
+
+
+async def test_a_live_batch_waits_for_an_earlier_batchs_write_of_the_same_url(store: ChunkStore) -> None:
+    embedder = GatedEmbedder()
+    indexer = Indexer(store, embedder, 60, max_wait_ms=0)
+    long = asyncio.create_task(indexer.index_page(page("http://s/a", "# A\n\n" + "zebra quagga okapi. " * 80)))
+    await asyncio.to_thread(embedder.started.wait, 30)  # the long version's batch is embedding
+    short = asyncio.create_task(indexer.index_page(page("http://s/a", "# A\n\nA short note on tapirs.", h="h2")))
+    others = asyncio.create_task(indexer.index_page(page("http://s/b", "# B\n\nUnrelated words.", h="h3")))
+    embedder.release.set()
+    first, second, _ = await asyncio.gather(long, short, others)
+    assert first.chunks > 2 and second.chunks == 1
+    assert await store.count("http://s/a") == 1  # the short version's lookup saw the long one's chunks
+    await indexer.close()
 
 
 async def test_a_changed_page_leaves_no_stale_chunk(indexer: Indexer) -> None:

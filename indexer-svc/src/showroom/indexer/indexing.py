@@ -15,8 +15,14 @@ writes one configuration's chunks into another's collection.
 
 Chunking elsewhere.  Chunking, BM25 and payloads need neither the store nor the dense model; given
 a process pool (``pool``, a replay's), :class:`Indexer` does them there, before the batch's point
-lookup, so a replay chunks one batch while the last one is written (see ``replay.py``).  Lookup and
-write stay in order batch after batch (``_batch_lock``): a batch sees what the one before wrote.
+lookup, so a replay chunks one batch while the last one is written (see ``replay.py``).
+
+Overlapping batches.  Two batches may be in flight at once (the live path runs two; a replay
+pipelines its own), so one embeds while the other looks up, chunks and writes; embedding itself
+takes one batch at a time.  What must stay in order is per URL: a batch that holds a URL an
+earlier batch is still writing waits for that write before its point lookup (``_writing``), so it
+sees what the earlier one wrote -- a page's short version after its long one deletes the long
+one's surplus chunks.  Batches of other URLs never wait for each other.
 
 Lineage.  Every chunk records the page event it came from (stream sequence, event id, fetch
 mode), so a citation leads back to the exact fetch.  A page event older than the version a
@@ -191,7 +197,11 @@ class Indexer:
         self.store = store
         self.pool = pool
         """Where pages are chunked and BM25-encoded (``None``: here, as each batch comes)."""
-        self._batch_lock = asyncio.Lock()
+        self._writing: dict[str, asyncio.Future[None]] = {}
+        """URL -> done when the latest batch holding it has written (or failed)."""
+        self._batches = asyncio.Semaphore(2)
+        """Live batches in flight at once."""
+        self._embedding = asyncio.Lock()
         self.embedder = embedder
         self.chunk_words = chunk_words
         self.embedder_factory = embedder_factory
@@ -231,16 +241,21 @@ class Indexer:
                     break
                 batch.append(item)
                 chunks += 8  # a rough size; the real count is known after chunking
-            try:
-                results = await self.index_pages([b.page for b in batch], [b.seq for b in batch])
-            except Exception as exc:  # every waiter learns of it; its handler decides to retry
-                for b in batch:
-                    if not b.done.done():
-                        b.done.set_exception(exc)
-                continue
-            for b, result in zip(batch, results, strict=True):
+            await self._batches.acquire()
+            task = asyncio.create_task(self._index_batch(batch), name="indexer-batch")
+            task.add_done_callback(lambda _: self._batches.release())
+
+    async def _index_batch(self, batch: list[_Pending]) -> None:
+        try:
+            results = await self.index_pages([b.page for b in batch], [b.seq for b in batch])
+        except Exception as exc:  # every waiter learns of it; its handler decides to retry
+            for b in batch:
                 if not b.done.done():
-                    b.done.set_result(result)
+                    b.done.set_exception(exc)
+            return
+        for b, result in zip(batch, results, strict=True):
+            if not b.done.done():
+                b.done.set_result(result)
 
     async def follow_alias(self) -> str:
         """The version the alias points at, adopting its chunking and embedder if it moved."""
@@ -274,21 +289,34 @@ class Indexer:
     async def index_pages(self, pages: list[PageScraped], seqs: list[int | None] | None = None) -> list[PageIndexed]:
         """Index ``pages`` with one embedder call for all the chunks that need embedding.
 
-        Batches may be called concurrently: with a ``pool`` their chunking overlaps, while their
-        lookups and writes take turns, so each batch's lookup sees the writes before it.
+        Batches may be called concurrently (see the module docstring): a batch holding a URL that
+        an earlier call is still writing looks it up only once that write is done.
         """
         t0 = time.perf_counter()
         seqs = seqs or [None] * len(pages)
         version = await self.follow_alias()
         chunk_words = self.chunk_words
-        prepared: list[PreparedPage] | None = None
-        if self.pool is not None:
-            # Before the lookup, so that it overlaps the write of the batch before; pages found
-            # unchanged were chunked for nothing, which a rebuild (all pages new) hardly has.
-            call = (prepare_in_worker, pages, seqs, chunk_words, self.sparse.avg_len)
-            prepared = await asyncio.get_running_loop().run_in_executor(self.pool, *call)
-        async with self._batch_lock:
+        # Claimed at once, in call order: a later batch with one of these URLs waits for this one.
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        urls = {p.url for p in pages}
+        earlier = {f for u in urls if (f := self._writing.get(u)) is not None}
+        self._writing.update(dict.fromkeys(urls, written))
+        try:
+            prepared: list[PreparedPage] | None = None
+            if self.pool is not None:
+                # Before the lookup, so that it overlaps the write of the batch before; pages found
+                # unchanged were chunked for nothing, which a rebuild (all pages new) hardly has.
+                call = (prepare_in_worker, pages, seqs, chunk_words, self.sparse.avg_len)
+                prepared = await loop.run_in_executor(self.pool, *call)
+            if earlier:
+                await asyncio.wait(earlier)
             return await self._index_prepared(pages, seqs, version, chunk_words, prepared, t0)
+        finally:
+            written.set_result(None)
+            for url in urls:
+                if self._writing.get(url) is written:
+                    del self._writing[url]
 
     async def _index_prepared(
         self,
@@ -315,12 +343,11 @@ class Indexer:
         if not texts:
             dense, sparse = np.zeros((0, self.embedder.dim), dtype=np.float32), []
         elif prepared is not None:
-            dense = await asyncio.to_thread(self.embedder.embed, texts)
+            dense = await self._embed(texts)
             sparse = [v for w in work if w for v in w.sparse or ()]
         else:
-            # numpy's matmuls release the GIL: a thread keeps the event loop (and searches) going.
             dense, sparse = await asyncio.gather(
-                asyncio.to_thread(self.embedder.embed, texts), asyncio.to_thread(self.sparse.embed_documents, texts)
+                self._embed(texts), asyncio.to_thread(self.sparse.embed_documents, texts)
             )
         writes: list[PageWrite] = []
         written: set[str] = set()
@@ -354,6 +381,13 @@ class Indexer:
                 )
             )
         return results
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        """One batch's chunks; batches take turns: overlapping batches hide each other's lookups and
+        writes behind embedding, rather than take a second core from searches and the crawler."""
+        async with self._embedding:
+            # The embedder releases the GIL: a thread keeps the event loop (and searches) going.
+            return await asyncio.to_thread(self.embedder.embed, texts)
 
     @staticmethod
     def _unchanged(held: dict[str, Any] | None, page: PageScraped, seq: int | None, chunker: str) -> bool:
