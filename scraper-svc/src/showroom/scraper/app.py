@@ -157,6 +157,7 @@ async def start_dependencies() -> None:
     if settings.browser:
         pool = BrowserPool(
             executable_path=settings.chromium_path,
+            chromium_args=settings.chromium_args,
             size=settings.concurrency,
             user_agent=settings.user_agent,
             guard=guard,

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -116,6 +117,7 @@ class BrowserPool:
         self,
         *,
         executable_path: str,
+        chromium_args: Sequence[str] = (),
         size: int,
         user_agent: str,
         guard: SsrfGuard,
@@ -128,6 +130,7 @@ class BrowserPool:
         script_timeout_ms: int = 5_000,
     ) -> None:
         self.executable_path = executable_path
+        self.chromium_args = [*CHROMIUM_ARGS, *chromium_args]
         self.size = size
         self.user_agent = user_agent
         self.guard = guard
@@ -156,7 +159,7 @@ class BrowserPool:
     async def _launch(self) -> None:
         assert self._pw is not None
         self._browser = await self._pw.chromium.launch(
-            executable_path=self.executable_path, args=CHROMIUM_ARGS, headless=True
+            executable_path=self.executable_path, args=self.chromium_args, headless=True
         )
         await self._new_context()
         # Pages of a dead browser still sit in the pool; each fails once and is replaced (see render()).
