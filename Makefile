@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV := python3 -m uv
 APT_PACKAGES := chromium prometheus docker-compose
 
-.PHONY: setup system-deps demo test test-fast lint
+.PHONY: setup system-deps demo test test-fast lint bench-answers
 
 system-deps:  ## Debian packages (Chromium for rendering, Prometheus for the metrics e2e test) and uv
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -25,6 +25,11 @@ test: setup  ## the whole suite: unit tests, then the end-to-end tests on the re
 
 test-fast: setup  ## unit tests only
 	$(UV) run --frozen pytest -m "not e2e"
+
+bench-answers: setup  ## retrieval and answering figures in one run: indexing rate and freshness, query latency at 100k chunks, quality
+	$(UV) run --frozen python bench/retrieval.py
+	$(UV) run --frozen python bench/query_latency.py --think-ms 1000
+	$(UV) run --frozen python bench/quality.py
 
 lint: setup
 	$(UV) run --frozen ruff check .
