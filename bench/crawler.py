@@ -7,6 +7,9 @@
    over a long crawl (goal < 800 MB at 5,000 pages: ``--memory-pages 5000``).
 
     uv run python bench/crawler.py [--pages 200] [--concurrency 4] [--memory-pages 1000]
+                                   [--chromium-args '["--process-per-site"]']
+
+``--chromium-args`` (the scraper's ``SHOWROOM_CHROMIUM_ARGS``) applies to the raw loop's browser too.
 
 The stack uses the hashing embedder so the figures are the crawler's, not the embedder's.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import tempfile
@@ -45,13 +49,13 @@ def pss_mb(pid: int) -> float:
     return total / 1e6
 
 
-async def raw_playwright(urls: list[str], concurrency: int, settle_ms: int) -> float:
+async def raw_playwright(urls: list[str], concurrency: int, settle_ms: int, extra_args: list[str]) -> float:
     """Pages/min of the simplest fast loop: one browser, `concurrency` reused pages, a shared queue."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for u in urls:
         queue.put_nowait(u)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, *extra_args])
         context = await browser.new_context()
 
         async def worker() -> None:
@@ -132,18 +136,19 @@ def lab_spec(site: str, section: str, render: str, n: int, concurrency: int) -> 
     }
 
 
-async def main(pages: int, concurrency: int, memory_pages: int) -> None:
+async def main(pages: int, concurrency: int, memory_pages: int, chromium_args: list[str]) -> None:
     static_pages = max(pages, memory_pages)
     with tempfile.TemporaryDirectory() as tmp:
         config = StackConfig.ephemeral(
             Path(tmp), api_key=secrets.token_urlsafe(24), embedder="hashing", scraper_concurrency=concurrency
         )
         config.extra_env["SHOWROOM_RECYCLE_AFTER"] = os.environ.get("SHOWROOM_RECYCLE_AFTER", "50")
+        config.extra_env["SHOWROOM_CHROMIUM_ARGS"] = json.dumps(chromium_args)
         config.demo_args = ["--static-pages", str(static_pages)]
         async with Stack(config) as stack:
             site = config.demo_url
             js_urls = [f"{site}/lab/js/"] + [f"{site}/lab/js/articles/{i}" for i in range(1, pages + 1)]
-            raw = await raw_playwright(js_urls, concurrency, settle_ms=1500)
+            raw = await raw_playwright(js_urls, concurrency, settle_ms=1500, extra_args=chromium_args)
             t_always, c_always, _, _ = await crawl(stack, lab_spec(site, "js", "always", pages, concurrency))
             showroom = c_always["scraped"] / t_always * 60
             await forget_pages(config)
@@ -177,5 +182,7 @@ if __name__ == "__main__":
     ap.add_argument("--pages", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--memory-pages", type=int, default=1000)
+    ap.add_argument("--chromium-args", type=json.loads, default=[], help="extra Chromium switches, a JSON list")
     args = ap.parse_args()
-    asyncio.run(main(args.pages, args.concurrency, args.memory_pages))
+    print(f"Chromium switches added: {args.chromium_args or 'none'}")
+    asyncio.run(main(args.pages, args.concurrency, args.memory_pages, args.chromium_args))
