@@ -9,7 +9,7 @@ Answers are also kept in memory for ``MEMORY_TTL_S`` (at most ``MEMORY_ENTRIES``
 response body ready: those read from KV, and those rag-svc has just made for this gateway (their
 key is the one the gateway's lookup computed, the generation read before rag-svc searched -- the
 same rule rag-svc follows).  A question asked again soon through this replica then costs no bus
-round trip at all (hit p95 6.1 -> ~4 ms at 20 staff-paced clients, ``bench/query_latency.py``).
+round trip at all (hit p95 6.1 -> 2.9 ms at 20 staff-paced clients, ``bench/query_latency.py``).
 That cannot serve a stale answer either: the key changes with the index generation, and an
 entry lives a minute (the bucket keeps answers an hour by default).
 
