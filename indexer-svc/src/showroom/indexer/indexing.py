@@ -201,6 +201,7 @@ class Indexer:
         """URL -> done when the latest batch holding it has written (or failed)."""
         self._batches = asyncio.Semaphore(2)
         """Live batches in flight at once."""
+        self._batch_tasks: set[asyncio.Task[None]] = set()
         self._embedding = asyncio.Lock()
         self.embedder = embedder
         self.chunk_words = chunk_words
@@ -243,11 +244,20 @@ class Indexer:
                 chunks += 8  # a rough size; the real count is known after chunking
             await self._batches.acquire()
             task = asyncio.create_task(self._index_batch(batch), name="indexer-batch")
-            task.add_done_callback(lambda _: self._batches.release())
+            self._batch_tasks.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batch_tasks.discard(task)
+        self._batches.release()
 
     async def _index_batch(self, batch: list[_Pending]) -> None:
         try:
             results = await self.index_pages([b.page for b in batch], [b.seq for b in batch])
+        except asyncio.CancelledError:  # the indexer is closing: so are its waiters
+            for b in batch:
+                b.done.cancel()
+            raise
         except Exception as exc:  # every waiter learns of it; its handler decides to retry
             for b in batch:
                 if not b.done.done():
@@ -418,6 +428,8 @@ class Indexer:
     async def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
+        for task in list(self._batch_tasks):
+            task.cancel()
 
     # -- search -----------------------------------------------------------------------------
 
