@@ -18,7 +18,8 @@ class ScraperSettings(ServiceSettings):
     chromium_args: list[str] = Field(default_factory=list)
     """Extra Chromium switches.  E.g. ``["--process-per-site", "--js-flags=--max-semi-space-size=1"]``
     trades speed for memory: one renderer per site and context, small V8 young generations (peak PSS
-    of a 300-page crawl at concurrency 4: ~990 -> ~820 MB, ~20% fewer pages/min; docs/architecture.md)."""
+    of a 300-page crawl at concurrency 4: ~990 -> ~800 MB; JS pages 311 -> 208 pages/min in
+    ``bench/crawler.py``, and peaks still reach ~1 GB over 5,000 pages; docs/architecture.md)."""
 
     user_agent: str = "ShowroomBot/0.1 (+https://showroom.invalid/bot)"
 
