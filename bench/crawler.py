@@ -31,7 +31,7 @@ from playwright.async_api import async_playwright
 
 from showroom.cli.client import FinishedCrawls, GatewayClient
 from showroom.cli.stack import Stack, StackConfig
-from showroom.scraper.browser import CHROMIUM_ARGS
+from showroom.scraper.browser import chromium_switches
 
 
 def pss_mb(pid: int) -> float:
@@ -55,7 +55,7 @@ async def raw_playwright(urls: list[str], concurrency: int, settle_ms: int, extr
     for u in urls:
         queue.put_nowait(u)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, *extra_args])
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_switches(extra_args))
         context = await browser.new_context()
 
         async def worker() -> None:
@@ -142,7 +142,9 @@ async def main(pages: int, concurrency: int, memory_pages: int, chromium_args: l
         config = StackConfig.ephemeral(
             Path(tmp), api_key=secrets.token_urlsafe(24), embedder="hashing", scraper_concurrency=concurrency
         )
-        config.extra_env["SHOWROOM_RECYCLE_AFTER"] = os.environ.get("SHOWROOM_RECYCLE_AFTER", "50")
+        for name in ("SHOWROOM_RECYCLE_AFTER", "SHOWROOM_CONTEXT_RECYCLE_AFTER"):  # else the scraper's defaults
+            if name in os.environ:
+                config.extra_env[name] = os.environ[name]
         config.extra_env["SHOWROOM_CHROMIUM_ARGS"] = json.dumps(chromium_args)
         config.demo_args = ["--static-pages", str(static_pages)]
         async with Stack(config) as stack:

@@ -27,9 +27,11 @@ class ScraperSettings(ServiceSettings):
     settle_timeout_ms: int = 1_500
     """After `load`, how long to wait for the network to go idle (scripts rendering content)."""
 
-    recycle_after: int = 50
-    """Navigations before a browser page is replaced (a reused renderer's memory grows without bound)."""
-    context_recycle_after: int = 100
+    recycle_after: int = 12
+    """Navigations before a browser page is replaced.  A reused renderer grows ~2.5 MB a navigation here (~55 MB
+    after one, ~95 MB after 20, ~120 MB from 30 on) and a new page costs ~70 ms, so a short life is cheap memory:
+    a 300-page crawl at concurrency 4 peaked at 800 MB with 12 against 933 MB with 50, in the same time."""
+    context_recycle_after: int = 500
     """Navigations before the browser context (and with it every renderer process) is replaced."""
 
     script_timeout_ms: int = Field(default=5_000, ge=100)
