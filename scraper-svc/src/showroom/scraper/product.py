@@ -958,8 +958,10 @@ def heuristic_fields(
     blocks = _region(root) if root is not None else []
     name = heading(doc, root)
     price, cur = visible_price(blocks, lang)
+    if require_signals and not (name and price is not None):
+        return None  # before the availability phrases: matching them is most of an article page's extraction
     avail = visible_availability(blocks)
-    if require_signals and not (name and price is not None and (avail or has_buy_button(blocks))):
+    if require_signals and not (avail or has_buy_button(blocks)):
         return None
     labelled = labelled_values(blocks, specs)
     return {
