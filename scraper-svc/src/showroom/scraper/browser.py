@@ -1,13 +1,14 @@
 """Rendering pages with Debian's Chromium through Playwright.
 
 One browser per scraper process, a fixed pool of reused pages (reusing a
-page renders ~50% faster than opening one per URL here), each page recycled
-after ``recycle_after`` navigations because a reused renderer grows without
-bound.  Closing a page is not enough on its own: pages of one site share a
-renderer process, which lives as long as any of them.  So pages also belong
-to a browser context that is retired after ``context_recycle_after``
-navigations; contexts never share renderers, so when a retired context's
-last page is replaced the context is closed and its renderers exit.
+page renders ~50% faster than opening one per URL here), each page replaced
+after ``recycle_after`` navigations because a reused renderer grows (~2.5 MB
+a navigation here).  Each pooled page gets a renderer of its own, but
+Chromium may put pages of one site in one renderer process, which lives as
+long as any of them.  So pages also belong to a browser context that is
+retired after ``context_recycle_after`` navigations; contexts never share
+renderers, so when a retired context's last page is replaced the context is
+closed and its renderers exit.
 
 Every request a page makes — sub-resources, XHR, redirects — passes the
 crawl's scope check and the SSRF guard in the browser itself, so a page
@@ -158,8 +159,8 @@ class BrowserPool:
         guard: SsrfGuard,
         nav_timeout_ms: int = 20_000,
         settle_timeout_ms: int = 1_500,
-        recycle_after: int = 12,
-        context_recycle_after: int = 500,
+        recycle_after: int = 6,
+        context_recycle_after: int = 2000,
         max_bytes: int = 10 * 1024 * 1024,
         max_redirects: int = 10,
         script_timeout_ms: int = 5_000,

@@ -16,10 +16,10 @@ class ScraperSettings(ServiceSettings):
     chromium_path: str = "/usr/bin/chromium"
     """Debian's Chromium; Playwright's own browser download is not used."""
     chromium_args: list[str] = Field(default_factory=list)
-    """Extra Chromium switches.  E.g. ``["--process-per-site", "--js-flags=--max-semi-space-size=1"]``
-    trades speed for memory: one renderer per site and context, small V8 young generations (peak PSS
-    of a 300-page crawl at concurrency 4: ~990 -> ~800 MB; JS pages 311 -> 208 pages/min in
-    ``bench/crawler.py``, and peaks still reach ~1 GB over 5,000 pages; docs/architecture.md)."""
+    """Extra Chromium switches, after the scraper's own (``browser.chromium_switches``: feature lists given in
+    ``--disable-features``/``--enable-features`` join the scraper's and Playwright's rather than replace them).
+    E.g. ``["--process-per-site"]`` puts a context's pages of one site in one renderer: less memory, fewer
+    pages/min (docs/architecture.md)."""
 
     user_agent: str = "ShowroomBot/0.1 (+https://showroom.invalid/bot)"
 
@@ -27,11 +27,12 @@ class ScraperSettings(ServiceSettings):
     settle_timeout_ms: int = 1_500
     """After `load`, how long to wait for the network to go idle (scripts rendering content)."""
 
-    recycle_after: int = 12
+    recycle_after: int = 6
     """Navigations before a browser page is replaced.  A reused renderer grows ~2.5 MB a navigation here (~55 MB
-    after one, ~95 MB after 20, ~120 MB from 30 on) and a new page costs ~70 ms, so a short life is cheap memory:
-    a 300-page crawl at concurrency 4 peaked at 800 MB with 12 against 933 MB with 50, in the same time."""
-    context_recycle_after: int = 500
+    after one, ~80 after 10, ~95 after 20, ~120 MB from 30 on) and a new page costs ~70 ms, so a short life is
+    cheap memory.  A 300-page crawl at concurrency 4 peaked at 759 MB with 6, 815 with 12 and 933 with 50, at the
+    same pages/min (1,500 pages with 6: 765 MB)."""
+    context_recycle_after: int = 2000
     """Navigations before the browser context (and with it every renderer process) is replaced."""
 
     script_timeout_ms: int = Field(default=5_000, ge=100)
