@@ -36,7 +36,8 @@ class RestartableNats:
 
     def _start(self) -> subprocess.Popen[bytes]:
         cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.store / "nats-server.log", "ab") as log:  # says why, should it not start
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
     async def __aenter__(self) -> RestartableNats:
         async def on_reconnect() -> None:
@@ -51,8 +52,11 @@ class RestartableNats:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.nc.close()
-        self._stop()
+        try:
+            async with asyncio.timeout(10):  # a client still reconnecting must not hold the test
+                await self.nc.close()
+        finally:
+            self._stop()
 
     def _stop(self) -> None:
         self.server.terminate()
@@ -63,7 +67,12 @@ class RestartableNats:
         self.reconnected.clear()
         self._stop()
         self.server = self._start()
-        await asyncio.wait_for(self.reconnected.wait(), 15)
+        try:
+            await asyncio.wait_for(self.reconnected.wait(), 30)
+        except TimeoutError:
+            log = (self.store / "nats-server.log").read_text(errors="replace")[-2000:]
+            state = "exited" if self.server.poll() is not None else "runs"
+            raise AssertionError(f"no reconnect within 30 s; nats-server {state}:\n{log}") from None
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -115,4 +116,5 @@ async def test_the_generation_keeps_moving_after_nats_server_restarts(tmp_path: 
 
             await wait_for(caught_up, what="the generation to follow an event published after the restart")
         finally:
-            await generation.stop()
+            async with asyncio.timeout(10):
+                await generation.stop()
