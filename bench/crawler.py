@@ -162,7 +162,9 @@ async def demo_site(static_pages: int) -> AsyncIterator[str]:
     """A demo site in a process of its own, its lab sections ``static_pages`` long.
 
     The speed comparisons crawl this one: a crawl of 200 pages from an index that links 5,000 (the
-    stack's site, sized for the memory crawl) would mostly measure that index's links."""
+    stack's site, sized for the memory crawl) would mostly measure that index's links.  A process, not
+    ``demo_site.server.serve()`` in this one: serving pages from the event loop that drives the raw
+    Playwright loop would slow the raw figure the scraper is compared with."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "showroom.demo_site", "--port", str(port), "--static-pages", str(static_pages),
