@@ -56,20 +56,29 @@ def free_port(host: str = "127.0.0.1") -> int:
 
     A port the kernel hands out for ``bind(0)`` comes from the range it also uses for outgoing
     connections, so between this check and the service's own bind a client socket may take it
-    ("address already in use" in CI). Below that range only another explicit bind can.
+    ("address already in use" in CI). Below that range only another explicit bind can, and that
+    includes a port this process handed out earlier whose service has not bound it yet: a stack
+    asks for eight at once, so a port is never handed out twice by one process.
     """
     low = _ephemeral_low()
     for _ in range(50):
         port = random.randrange(10_000, low) if low > 10_000 else 0
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
+            port = int(s.getsockname()[1])
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+_handed_out: set[int] = set()
 
 
 def _ephemeral_low() -> int:
