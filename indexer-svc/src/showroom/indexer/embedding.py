@@ -26,7 +26,6 @@ files in.  Either way the safetensors file must match :data:`MINILM_SAFETENSORS_
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import importlib.resources
 import itertools
@@ -44,6 +43,7 @@ import onnxruntime
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from showroom.common.memory import return_freed_memory
 from showroom.indexer.minilm_graph import build_minilm_graph
 
 __all__ = [
@@ -110,18 +110,6 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _return_freed_memory() -> None:
-    """Hand the heap's free pages back to the OS (glibc only; elsewhere a no-op).
-
-    Loading MiniLM builds the weights as numpy arrays, then an ONNX protobuf, then its bytes,
-    before onnxruntime keeps its own copy: ~140 MB that Python frees but glibc's heap keeps,
-    so the indexer would hold ~410 MB instead of ~270 MB for as long as it runs."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 class MiniLMEmbedder:
     """sentence-transformers/all-MiniLM-L6-v2 on onnxruntime (see the module docstring).
 
@@ -182,7 +170,9 @@ class MiniLMEmbedder:
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
         del model
-        _return_freed_memory()  # the weights passed through three copies on their way to the session
+        # The weights passed through three copies on their way to the session (numpy arrays, the
+        # protobuf, its bytes): ~140 MB freed that glibc would keep, ~410 MB held instead of ~270.
+        return_freed_memory()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minilm") if threads > 1 else None
 
     # -- public API ---------------------------------------------------------------------------
