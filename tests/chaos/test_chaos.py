@@ -149,9 +149,10 @@ async def test_a_stalled_indexer_queues_pages_in_jetstream_and_scrapers_stay_bou
         sampler.cancel()
         frontier.cancel()
         # Fetch tasks delivered and not yet acked, all in the one scraper's hands (nothing is deferred here):
-        # its workers' tasks, plus at most one whose ack the server has not applied yet when it sees the next
-        # pull request (acks and pull requests are queued apart in nats-server).  Unbounded, it held 8-11.
-        assert held_tasks and 0 < max(held_tasks) <= concurrency + 1, Counter(held_tasks)
+        # its workers' tasks, plus the acks the server has not applied yet when it sees the next pull request
+        # (acks and pull requests are queued apart in nats-server): one usually, two when two workers finish
+        # together (seen once in ~350 samples, in about one run in four).  Unbounded, it held 8-11.
+        assert held_tasks and 0 < max(held_tasks) <= concurrency + 2, Counter(held_tasks)
         await watcher.stop()
         assert seen and 0 < max(seen) <= concurrency, seen
 
