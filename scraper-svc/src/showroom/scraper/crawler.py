@@ -67,11 +67,11 @@ SERVICE = "scraper-svc"
 MAX_URL_LENGTH = 2048
 MAX_QUERY_PARAMS = 12
 MAX_QUERY_VARIANTS = 50
+"""Distinct query strings one path may have in a crawl: bounds calendars and ever-growing filters."""
 TRIM_EVERY_PAGES = 100
 LARGE_PAGE_CHARS = 1 << 20
 """Freed heap goes back to the OS after a page this large and every TRIM_EVERY_PAGES pages: parsing a large
 page leaves glibc holding memory Python no longer uses (~9 MB after a 5,000-link index page)."""
-"""Distinct query strings one path may have in a crawl: bounds calendars and ever-growing filters."""
 
 
 @dataclass(frozen=True)
