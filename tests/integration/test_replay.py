@@ -18,7 +18,7 @@ import httpx
 import nats
 import pytest
 
-from showroom.cli.client import FinishedCrawls, FinishedReplays, GatewayClient
+from showroom.cli.client import FinishedCrawls, FinishedReplays, GatewayClient, GatewayError
 from showroom.cli.stack import Stack, StackConfig
 from showroom.common.events import PageScraped
 from showroom.demo_site import products
@@ -146,6 +146,9 @@ async def test_a_price_change_is_one_product_changed_event_and_one_re_embedded_p
     assert [v["product"]["price"] for v in history] == [product.price, new_price]
     assert [v["crawl_id"] for v in history] == [crawl_id, cid]
     assert history[0]["changes"] == [] and history[1]["changes"] == changed["changes"]
+    with pytest.raises(GatewayError) as unknown:  # nats-py says NoKeysError for it: not the bus's fault
+        await client._call("GET", f"/v1/products/{'0' * 40}/history")
+    assert unknown.value.status == 404, unknown.value.detail
     versions = await client.lineage(url)
     assert [v["crawl_id"] for v in versions] == [cid, crawl_id], "lineage: newest version first"
 

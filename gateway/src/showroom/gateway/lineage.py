@@ -16,7 +16,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
@@ -38,10 +38,7 @@ class StoredEvent(BaseModel):
 
 async def _history(kv: KeyValue, key: str, model: M) -> list[Any]:
     """A KV key's history as models, oldest first (an unknown key: an empty list)."""
-    try:
-        entries = await kv.history(key)
-    except (KeyNotFoundError, NotFoundError):
-        return []
+    entries = await _entries(kv, key)
     out = []
     for entry in entries:
         if entry.value:
@@ -50,6 +47,26 @@ async def _history(kv: KeyValue, key: str, model: M) -> list[Any]:
             except ValidationError:
                 continue  # written by a newer version of the indexer; not ours to show
     return out
+
+
+async def _entries(kv: KeyValue, key: str, attempts: int = 3) -> list[KeyValue.Entry]:
+    """``kv.history(key)``, asked again when it misses a key that exists.
+
+    nats-py's history watcher decides it has seen everything from the consumer's pending count
+    just after subscribing; entries already on their way then count as neither, and a key with
+    history comes back as ``NoKeysError`` (seen once under CI load, right after the key's update).
+    """
+    for _ in range(attempts):
+        try:
+            return await kv.history(key)
+        except (KeyNotFoundError, NotFoundError):
+            return []
+        except NoKeysError:
+            try:
+                await kv.get(key)
+            except (KeyNotFoundError, NotFoundError):
+                return []  # no such key (or deleted): the answer is right
+    return await kv.history(key)
 
 
 @router.get("/v1/lineage", response_model=list[PageLineage], responses={404: {"description": "Never indexed"}})
