@@ -54,3 +54,39 @@ async def test_a_dead_scrapers_lease_expires(hosts_kv) -> None:  # type: ignore[
         except HostBusy as busy:
             assert time.monotonic() < deadline, "lease never expired"
             await asyncio.sleep(min(busy.wait, 0.1))
+
+
+class _CountingKv:
+    """The hosts bucket, counting reads: what a fetch costs on the bus."""
+
+    def __init__(self, kv) -> None:  # type: ignore[no-untyped-def]
+        self.kv, self.reads = kv, 0
+
+    async def get(self, key: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return await self.kv.get(key)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.kv, name)
+
+
+async def test_a_scraper_alone_on_a_host_writes_without_reading(hosts_kv) -> None:  # type: ignore[no-untyped-def]
+    counting = _CountingKv(hosts_kv)
+    gate = HostGate(counting)  # type: ignore[arg-type]
+    host = f"shop-{time.time_ns()}.example"
+    for _ in range(5):
+        await gate.release(host, await gate.acquire(host, concurrency=2, delay_s=0))
+    assert counting.reads == 1  # the first acquire reads the host; every later step uses its own last write
+    leases = await asyncio.gather(*(gate.acquire(host, concurrency=4, delay_s=0) for _ in range(4)))
+    assert len(set(leases)) == 4 and counting.reads == 1  # concurrent fetches take turns, not races
+
+
+async def test_a_remembered_full_host_is_read_again_before_saying_busy(hosts_kv) -> None:  # type: ignore[no-untyped-def]
+    a, b = HostGate(hosts_kv), HostGate(hosts_kv)
+    host = f"shop-{time.time_ns()}.example"
+    await a.acquire(host, concurrency=2, delay_s=0)
+    theirs = await b.acquire(host, concurrency=2, delay_s=0)
+    with pytest.raises(HostBusy):
+        await a.acquire(host, concurrency=2, delay_s=0)  # a now remembers the host as full
+    await b.release(host, theirs)
+    await a.acquire(host, concurrency=2, delay_s=0)  # not busy: a re-reads rather than trusting its memory
