@@ -72,6 +72,8 @@ TRIM_EVERY_PAGES = 100
 LARGE_PAGE_CHARS = 1 << 20
 """Freed heap goes back to the OS after a page this large and every TRIM_EVERY_PAGES pages: parsing a large
 page leaves glibc holding memory Python no longer uses (~9 MB after a 5,000-link index page)."""
+ARCHIVED_MEMORY = 50_000
+"""Content hashes remembered as archived by this process: a page whose content came back skips the store."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ class Crawler:
         # crawl_urls key -> the parent that claimed it, as far as this process has seen (bounded).
         self._claimed_by: dict[str, str] = {}
         self._pages_since_trim = 0
+        self._archived: set[str] = set()
+        """Content hashes this process put in the HTML store (bounded by ARCHIVED_MEMORY)."""
 
     # -- seeding -------------------------------------------------------------
 
@@ -291,17 +295,19 @@ class Crawler:
         """
         if self.html_store is None:
             return False
-        try:
-            await self.html_store.get_info(content_hash)
+        if content_hash in self._archived:
             return True
-        except Exception:  # not stored yet
-            pass
+        # No lookup first: nats-py's put makes its own (and a copy stored by another process is simply
+        # replaced by the same bytes), and nearly every page reaching here has new content.
         try:
             await self.html_store.put(content_hash, html.encode())
-            return True
         except Exception as exc:  # the page event matters more than its archive copy
             log.warning("could not archive HTML %s: %s", content_hash[:12], exc)
             return False
+        if len(self._archived) >= ARCHIVED_MEMORY:
+            self._archived.clear()
+        self._archived.add(content_hash)
+        return True
 
     # -- bookkeeping ---------------------------------------------------------
 
