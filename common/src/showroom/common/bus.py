@@ -233,6 +233,30 @@ async def kv_get(kv: KeyValue, key: str, model: type[M]) -> tuple[M | None, int]
     return model.model_validate_json(entry.value), entry.revision or 0
 
 
+class KvMemory:
+    """The value and revision a process last wrote per key, for a key's usual writer to update it
+    without reading it first (``kv_update(..., memory=...)``).
+
+    Safe however stale: the write is still a compare-and-set, so a key someone else wrote since
+    fails once and is read afresh.  Bounded: past ``size`` keys the oldest are forgotten.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[bytes, int]] = {}
+
+    def take(self, key: str) -> tuple[bytes, int] | None:
+        """The remembered (value, revision), forgotten as it is handed out: a write that fails must not
+        leave it behind."""
+        return self._entries.pop(key, None)
+
+    def keep(self, key: str, value: bytes, revision: int) -> None:
+        if len(self._entries) >= self.size:
+            for old in list(self._entries)[: self.size // 4]:
+                del self._entries[old]
+        self._entries[key] = (value, revision)
+
+
 async def kv_update(
     kv: KeyValue,
     key: str,
@@ -240,6 +264,7 @@ async def kv_update(
     change: Callable[[M | None], M | None] | Callable[[M | None], Awaitable[M | None]],
     *,
     attempts: int = 50,
+    memory: KvMemory | None = None,
 ) -> M | None:
     """Optimistic read-modify-write: apply ``change`` and write with compare-and-set.
 
@@ -247,24 +272,40 @@ async def kv_update(
     value, or ``None`` to leave the key untouched.  On a concurrent write it
     runs again on the fresh value, so it must be a pure function of its input.
     Returns what was written (or ``None``).
+
+    With ``memory``, the first try starts from the value this process last wrote (no read); only a
+    fresh read may decide to leave the key untouched.
     """
+    remembered = memory.take(key) if memory is not None else None
     for attempt in range(attempts):
-        current, revision = await kv_get(kv, key, model)
+        if remembered is not None:
+            current, revision = model.model_validate_json(remembered[0]), remembered[1]
+        else:
+            current, revision = await kv_get(kv, key, model)
         new = change(current)
         if asyncio.iscoroutine(new):
             new = await new
         if new is None:
+            if remembered is not None:
+                remembered = None  # maybe out of date: decide on what the bucket holds
+                continue
             return None
         payload = new.model_dump_json().encode()
         try:
             if revision == 0:
-                await kv.create(key, payload)
+                written = await kv.create(key, payload)
             else:
-                await kv.update(key, payload, last=revision)
-            return new
+                written = await kv.update(key, payload, last=revision)
         except KeyWrongLastSequenceError:
+            if remembered is not None:
+                remembered = None  # someone else wrote since: read it, no need to wait
+                continue
             # Someone else wrote first; back off a little more each time.
             await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+            continue
+        if memory is not None:
+            memory.keep(key, payload, written)
+        return new
     raise RuntimeError(f"kv_update({key}) lost the race {attempts} times")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from faststream.nats import NatsBroker
 from nats.js.kv import KeyValue
 
-from showroom.common.bus import kv_get, kv_update, publish_event
+from showroom.common.bus import KvMemory, kv_get, kv_update, publish_event
 from showroom.common.crawls import CrawlState
 from showroom.common.errors import UnknownCrawl
 from showroom.common.events import CrawlFinished, PageFailed, PageIndexed, PageScraped, PageUnchanged
@@ -29,6 +29,8 @@ class CrawlTracker:
     def __init__(self, broker: NatsBroker, crawls: KeyValue) -> None:
         self.broker = broker
         self.crawls = crawls
+        # Each event updates its crawl's record: start from this tracker's last write, not a read.
+        self.memory = KvMemory()
 
     async def on_page(self, event: PageScraped | PageUnchanged | PageFailed, seq: int) -> CrawlState | None:
         def apply(state: CrawlState) -> None:
@@ -71,7 +73,7 @@ class CrawlTracker:
             finished_now = state.finish_if_done()
             return state
 
-        written = await kv_update(self.crawls, crawl_id, CrawlState, change)
+        written = await kv_update(self.crawls, crawl_id, CrawlState, change, memory=self.memory)
         if written is None:
             # Nothing to apply: a redelivery, a late event, or an unknown crawl.  A redelivery of the
             # event that finished the crawl may have crashed before announcing it: announce again

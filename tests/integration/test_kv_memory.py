@@ -1,0 +1,83 @@
+"""Read-modify-write from a remembered revision (``kv_update(..., memory=...)``) on real JetStream KV."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from nats.aio.client import Client
+from pydantic import BaseModel
+
+from showroom.common.bus import KvMemory, kv_get, kv_update
+
+
+class Tally(BaseModel):
+    n: int = 0
+    by: list[str] = []
+
+
+class _CountingKv:
+    def __init__(self, kv) -> None:  # type: ignore[no-untyped-def]
+        self.kv, self.reads = kv, 0
+
+    async def get(self, key: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return await self.kv.get(key)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.kv, name)
+
+
+@pytest.fixture
+async def kv(nc: Client):  # type: ignore[no-untyped-def]
+    js = nc.jetstream()
+    return await js.create_key_value(bucket=f"memory_{time.time_ns()}", history=1)
+
+
+def add(who: str):  # type: ignore[no-untyped-def]
+    def change(t: Tally | None) -> Tally:
+        t = t or Tally()
+        t.n += 1
+        t.by.append(who)
+        return t
+
+    return change
+
+
+async def test_the_usual_writer_updates_without_reading(kv) -> None:  # type: ignore[no-untyped-def]
+    counting, memory = _CountingKv(kv), KvMemory()
+    for _ in range(5):
+        await kv_update(counting, "k", Tally, add("a"), memory=memory)  # type: ignore[arg-type]
+    assert counting.reads == 1  # only the first, which had nothing remembered
+    stored, _ = await kv_get(kv, "k", Tally)
+    assert stored is not None and stored.n == 5
+
+
+async def test_another_writer_in_between_is_read_not_overwritten(kv) -> None:  # type: ignore[no-untyped-def]
+    memory = KvMemory()
+    await kv_update(kv, "k", Tally, add("a"), memory=memory)
+    await kv_update(kv, "k", Tally, add("b"))  # a second process: the remembered revision is now stale
+    written = await kv_update(kv, "k", Tally, add("a"), memory=memory)
+    assert written is not None and written.by == ["a", "b", "a"]
+    stored, _ = await kv_get(kv, "k", Tally)
+    assert stored == written
+
+
+async def test_leaving_the_key_alone_is_decided_on_a_fresh_read(kv) -> None:  # type: ignore[no-untyped-def]
+    memory = KvMemory()
+    await kv_update(kv, "k", Tally, add("a"), memory=memory)  # remembered: n == 1
+    await kv_update(kv, "k", Tally, add("b"))  # stored: n == 2
+
+    def only_below_two(t: Tally | None) -> Tally | None:
+        return None if t is None or t.n >= 2 else add("a")(t)
+
+    assert await kv_update(kv, "k", Tally, only_below_two, memory=memory) is None  # memory said 1; the bucket 2
+    stored, _ = await kv_get(kv, "k", Tally)
+    assert stored is not None and stored.by == ["a", "b"]
+
+
+def test_memory_is_bounded() -> None:
+    memory = KvMemory(size=8)
+    for i in range(100):
+        memory.keep(f"k{i}", b"{}", i)
+    assert len(memory._entries) <= 8 and memory.take("k99") == (b"{}", 99)
