@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from nats.errors import TimeoutError as NatsTimeout
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 STATE_BUCKET = "metrics_state"
 SNAPSHOT_KEY = "event_totals"
 ACK_WAIT_S = 15.0
+FLOOR_EVERY_S = 1.0
+"""How often a feed asks for its consumer's ack floor (to forget sequences below it), rather than after
+every batch: while events trickle in, batches are one event each."""
 """A batch is counted in milliseconds; what a killed process held comes back after this."""
 
 
@@ -170,6 +174,7 @@ class EventCounter:
 
     async def _consume(self, feed: Feed) -> None:
         sub = None
+        floor_read_at = 0.0
         while True:
             try:
                 if sub is None:
@@ -184,9 +189,11 @@ class EventCounter:
                 except (NatsTimeout, TimeoutError):
                     continue
                 await self.apply_batch(feed.stream, msgs)
-                info = await self.js.consumer_info(feed.stream, feed.durable)
-                async with self._lock:
-                    self.totals.raise_floor(feed.stream, info.ack_floor.stream_seq or 0)
+                if time.monotonic() - floor_read_at >= FLOOR_EVERY_S:
+                    floor_read_at = time.monotonic()
+                    info = await self.js.consumer_info(feed.stream, feed.durable)
+                    async with self._lock:
+                        self.totals.raise_floor(feed.stream, info.ack_floor.stream_seq or 0)
             except asyncio.CancelledError:
                 if sub is not None:  # no pull request left behind to swallow messages meant for the next run
                     with contextlib.suppress(Exception):
