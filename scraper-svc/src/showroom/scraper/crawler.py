@@ -53,7 +53,7 @@ from showroom.common.inflight import InflightCounter
 from showroom.common.memory import return_freed_memory
 from showroom.common.topology import Streams, Subjects, url_key
 from showroom.scraper.errors import FetchError, PermanentFetchError, RetryLater, TransientFetchError
-from showroom.scraper.extract import extract
+from showroom.scraper.extract import ExtractedPage, extract
 from showroom.scraper.fetching import Fetched, Fetcher, PageRecord
 from showroom.scraper.politeness import HostGate
 from showroom.scraper.robots import RobotsCache, read_sitemap_urls
@@ -72,6 +72,9 @@ TRIM_EVERY_PAGES = 100
 LARGE_PAGE_CHARS = 1 << 20
 """Freed heap goes back to the OS after a page this large and every TRIM_EVERY_PAGES pages: parsing a large
 page leaves glibc holding memory Python no longer uses (~9 MB after a 5,000-link index page)."""
+OFF_LOOP_CHARS = 100_000
+"""Pages at least this long are extracted in a thread (tens of ms and up); shorter ones on the loop, where
+a thread hop would cost more than it frees."""
 ARCHIVED_MEMORY = 50_000
 """Content hashes remembered as archived by this process: a page whose content came back skips the store."""
 
@@ -220,8 +223,7 @@ class Crawler:
             links, content_hash, record = prev.links, prev.content_hash, None
             page = None
         else:
-            page = extract(fetched.html, fetched.final_url, fetched.links)
-            self._after_extract(len(fetched.html))
+            page = await self._extract(fetched)
             links, content_hash = page.links, page.content_hash
             record = PageRecord(
                 url=task.url, content_hash=content_hash, etag=fetched.etag, last_modified=fetched.last_modified,
@@ -265,6 +267,14 @@ class Crawler:
             await self.pages.put(url_key(task.url), record.model_dump_json().encode())
         await self.urls.put(key, json.dumps({"state": "done"}).encode())
         return Outcome(task.url, "unchanged" if unchanged else "scraped")
+
+    async def _extract(self, fetched: Fetched) -> ExtractedPage:
+        """Extract a large page in a thread: the event loop keeps serving the other workers' renders, acks
+        and heartbeats meanwhile (a 5,000-link index page takes seconds), sharing the GIL with it."""
+        args = (fetched.html, fetched.final_url, fetched.links)
+        page = await asyncio.to_thread(extract, *args) if len(fetched.html) >= OFF_LOOP_CHARS else extract(*args)
+        self._after_extract(len(fetched.html))
+        return page
 
     def _after_extract(self, html_chars: int) -> None:
         self._pages_since_trim += 1
