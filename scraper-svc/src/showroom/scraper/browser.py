@@ -10,13 +10,20 @@ retired after ``context_recycle_after`` navigations; contexts never share
 renderers, so when a retired context's last page is replaced the context is
 closed and its renderers exit.
 
-Every request a page makes — sub-resources, XHR, redirects — passes the
-crawl's scope check and the SSRF guard in the browser itself, so a page
-cannot make the browser fetch hosts outside the crawl.  Playwright's routes
-never see redirects (it lets Chromium follow them), so each page also has a
-DevTools session that pauses every response: a redirect is checked the same
-way before Chromium follows it.  WebSockets, which routes do not see either,
-are refused outright.
+Every request a page makes — its document, sub-resources, XHR, workers'
+requests, iframes and every redirect hop — passes the crawl's scope check
+and the SSRF guard before Chromium sends it: each pooled page has a DevTools
+session that pauses requests (``Fetch`` at the request stage, where a
+redirect's next hop is paused as a request of its own).  That session sees
+the page's own target only, so nothing a page starts may run elsewhere:
+cross-site iframes stay in the page's process (site isolation is off, see
+``CHROMIUM_ARGS``), Chromium's pop-up blocker stays on (a crawl never
+clicks, so no script may open a window), and shared workers are not
+offered.  WebSockets, which ``Fetch`` does not see, are refused outright.
+Playwright's own routes would do the checking too, but at twice the cost:
+they cannot see redirects, so a second pause per response was needed, and
+in a busy scraper each pause waits its turn on the event loop (a render
+took ~90 ms longer).
 
 Hostile pages are bounded by settings: the document's size (refused as soon
 as its headers declare too much, else once loaded), its redirects, the
@@ -35,7 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from playwright.async_api import (
     Browser,
@@ -45,7 +52,6 @@ from playwright.async_api import (
     Playwright,
     Request,
     Response,
-    Route,
     WebSocketRoute,
     async_playwright,
 )
@@ -86,7 +92,15 @@ CHROMIUM_ARGS = [
     # Nothing is drawn to be looked at, so no SwiftShader GL either: compositing falls back to plain
     # software (~12 MB PSS less in the browser process, 300-page crawls at concurrency 4).
     "--disable-software-rasterizer",
+    # The request guard is one DevTools session per page, which sees the page's own process only: cross-site
+    # iframes must render there too rather than in a process (and target) of their own.
+    "--disable-site-isolation-trials",
 ]
+#: Playwright's defaults that the request guard cannot have: with the pop-up blocker off, a script could open
+#: a window (a target of its own, unguarded) before it is closed.
+IGNORED_DEFAULT_ARGS = ["--disable-popup-blocking"]
+#: Scripts every page and frame runs first: no shared workers (a target of their own, unguarded).
+GUARD_INIT_SCRIPT = "delete globalThis.SharedWorker;"
 #: Playwright 1.65's own feature switches.  Chromium keeps only the last ``--disable-features`` and
 #: ``--enable-features`` it is given, so any feature of ours must travel with Playwright's in one switch
 #: (``tests/integration/test_browser_args.py`` checks these lists against what Playwright passes).
@@ -101,7 +115,11 @@ PLAYWRIGHT_ENABLED_FEATURES = ("CDPScreenshotNewSurface", "SkipListAccountsWitho
 #: Memory, measured over a 300-page crawl at concurrency 4 (bench/crawler.py): headless Chromium 156 keeps the
 #: omnibox popups' WebUI loaded in a renderer of its own (~65 MB PSS, never shown), and a spare renderer warm
 #: for the next site (~15 MB; a pooled page reuses its own renderer anyway).
-DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "SpareRendererForSitePerProcess")
+DISABLED_FEATURES = (
+    "WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "SpareRendererForSitePerProcess",
+    # With --disable-site-isolation-trials: no origin or site gets a process of its own (see the request guard).
+    "IsolateOrigins", "site-per-process",
+)  # fmt: skip
 ENABLED_FEATURES = ("NetworkServiceInProcess2",)
 
 
@@ -139,9 +157,10 @@ class _Slot:
     context: BrowserContext
     cdp: CDPSession | None
     """Attached when the page is made (one attached later cannot reach a renderer busy in a script); it pauses
-    responses so redirects are checked before they are followed."""
+    every request until the guard has checked it."""
     main_frame_id: str = ""
-    redirects: int = 0
+    documents: int = 0
+    """Requests for the page's own document in this render: the navigation, then one per redirect hop."""
     navigations: int = 0
     scope: Scope | None = None
     block: frozenset[str] = frozenset()
@@ -186,7 +205,6 @@ class BrowserPool:
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
         self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
-        self._by_page: dict[Page, _Slot] = {}
         self._restart_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -198,11 +216,13 @@ class BrowserPool:
     async def _launch(self) -> None:
         assert self._pw is not None
         self._browser = await self._pw.chromium.launch(
-            executable_path=self.executable_path, args=self.chromium_args, headless=True
+            executable_path=self.executable_path,
+            args=self.chromium_args,
+            ignore_default_args=IGNORED_DEFAULT_ARGS,
+            headless=True,
         )
         await self._new_context()
         # Pages of a dead browser still sit in the pool; each fails once and is replaced (see render()).
-        self._by_page.clear()
         self._live_pages.clear()
 
     async def _new_context(self) -> None:
@@ -210,7 +230,7 @@ class BrowserPool:
         self._context = await self._browser.new_context(
             user_agent=self.user_agent, service_workers="block", java_script_enabled=True
         )
-        await self._context.route("**/*", self._guard_request)
+        await self._context.add_init_script(GUARD_INIT_SCRIPT)
         await self._context.route_web_socket("**/*", _refuse_web_socket)
         self._context_navigations = 0
         self._live_pages[self._context] = 0
@@ -224,11 +244,10 @@ class BrowserPool:
         cdp = await self._context.new_cdp_session(page)
         slot = _Slot(page, self._context, cdp)
         slot.main_frame_id = (await cdp.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
-        cdp.on("Fetch.requestPaused", lambda event: self._check_redirect(slot, event))
-        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Response"}]})
+        cdp.on("Fetch.requestPaused", lambda event: self._guard_request(slot, event))
+        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]})
         page.on("popup", _close_popup)
         page.on("response", lambda response: self._check_document(slot, response))
-        self._by_page[page] = slot
         self._live_pages[self._context] = self._live_pages.get(self._context, 0) + 1
         return slot
 
@@ -251,32 +270,16 @@ class BrowserPool:
                 return exc
         return None
 
-    async def _guard_request(self, route: Route) -> None:
-        request = route.request
-        slot = None
-        with contextlib.suppress(PlaywrightError):
-            slot = self._by_page.get(request.frame.page)
-        in_scope = slot is not None and slot.scope is not None and slot.scope.allows(request.url)
-        if in_scope and slot is not None and request.resource_type in slot.block:
-            BLOCKED_REQUESTS.labels(request.resource_type).inc()
-            await route.abort("blockedbyclient")
-            return
-        refusal = await self._refusal(slot, request.url)
-        if refusal is None:
-            await route.continue_()
-            return
-        BLOCKED_REQUESTS.labels(refusal.reason).inc()
-        log.debug("blocked %s: %s", request.url, refusal)
-        if slot is not None and _is_document(slot, request):
-            _resolve(slot.refusal, refusal)
-        await route.abort("blockedbyclient")
-
-    async def _check_redirect(self, slot: _Slot, event: dict[str, Any]) -> None:
-        """A paused response: a redirect is followed only to a URL the request handler would let through."""
+    async def _guard_request(self, slot: _Slot, event: dict[str, Any]) -> None:
+        """A paused request: sent on only if the crawl's scope, the SSRF guard, the page's blocked resource types
+        and (for the page's own document) the redirect limit let it through."""
         refusal: FetchError | None = None
         try:
-            refusal = await self._redirect_refusal(slot, event)
-        finally:  # whatever happens, the paused response must be released
+            refusal = await self._request_refusal(slot, event)
+        except Exception as exc:  # whatever went wrong, the request is refused rather than left paused
+            log.exception("the request guard failed on %s", event.get("request", {}).get("url", "?")[:300])
+            refusal = PermanentFetchError("guard_error", repr(exc)[:300])
+        finally:  # whatever happens, the paused request must be released
             if slot.cdp is not None:
                 with contextlib.suppress(PlaywrightError):
                     if refusal is None:
@@ -285,23 +288,29 @@ class BrowserPool:
                         params = {"requestId": event["requestId"], "errorReason": "BlockedByClient"}
                         await slot.cdp.send("Fetch.failRequest", params)
 
-    async def _redirect_refusal(self, slot: _Slot, event: dict[str, Any]) -> FetchError | None:
-        status = event.get("responseStatusCode") or 0
-        location = _header(event.get("responseHeaders") or [], "location")
-        if not (300 <= status < 400 and location):
-            return None
-        target = urljoin(event["request"]["url"], location)
-        refusal = await self._refusal(slot, target)
-        if refusal is not None and refusal.reason == "out_of_scope":
-            refusal = PermanentFetchError("redirect_out_of_scope", target[:300])
-        document = event.get("resourceType") == "Document" and event.get("frameId") == slot.main_frame_id
+    async def _request_refusal(self, slot: _Slot, event: dict[str, Any]) -> FetchError | None:
+        url = event["request"]["url"]
+        resource = str(event.get("resourceType", "")).lower()
+        document = resource == "document" and event.get("frameId") == slot.main_frame_id
+        hop = False
         if document:
-            slot.redirects += 1
-            if refusal is None and slot.redirects > self.max_redirects:
-                refusal = PermanentFetchError("redirect_loop", f"more than {self.max_redirects} redirects")
+            slot.documents += 1
+            hop = slot.documents > 1  # a redirect's next hop (or the page's script navigating it away)
+        if resource == "other" and urlsplit(url).path == "/favicon.ico":
+            # Chromium's own request for the tab's icon (Playwright's routes used to swallow it): not content,
+            # and one more request per page to the crawled site.
+            return PermanentFetchError("blocked_resource", "favicon")
+        if not document and resource in slot.block and slot.scope is not None and slot.scope.allows(url):
+            BLOCKED_REQUESTS.labels(resource).inc()
+            return PermanentFetchError("blocked_resource", resource)
+        refusal = await self._refusal(slot, url)
+        if refusal is not None and hop and refusal.reason == "out_of_scope":
+            refusal = PermanentFetchError("redirect_out_of_scope", url[:300])
+        if refusal is None and hop and slot.documents - 1 > self.max_redirects:
+            refusal = PermanentFetchError("redirect_loop", f"more than {self.max_redirects} redirects")
         if refusal is not None:
             BLOCKED_REQUESTS.labels(refusal.reason).inc()
-            log.debug("refused a redirect to %s: %s", target, refusal)
+            log.debug("blocked %s: %s", url, refusal)
             if document:
                 _resolve(slot.refusal, refusal)
         return refusal
@@ -362,7 +371,7 @@ class BrowserPool:
 
     async def _render_in(self, slot: _Slot, url: str, scope: Scope) -> Rendered:
         slot.scope = scope
-        slot.redirects = 0
+        slot.documents = 0
         slot.refusal = refusal = asyncio.get_running_loop().create_future()
         t0 = time.perf_counter()
         response = await self._navigate(slot, url, refusal)
@@ -438,7 +447,6 @@ class BrowserPool:
         return True
 
     async def _replace(self, slot: _Slot) -> _Slot:
-        self._by_page.pop(slot.page, None)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await slot.page.close()
@@ -468,10 +476,6 @@ class BrowserPool:
                     async with asyncio.timeout(10):
                         await self._browser.close()
             await self._launch()
-
-
-def _header(headers: list[dict[str, str]], name: str) -> str:
-    return next((h["value"] for h in headers if h["name"].lower() == name), "")
 
 
 def _is_document(slot: _Slot, request: Request) -> bool:
