@@ -237,7 +237,12 @@ class Bait:
             if request.path == "/script-redirect":
                 raise web.HTTPFound(f"http://localhost:{port}/secret-script-redirect")
             if request.path == "/escape":
-                body = f"""<!DOCTYPE html><html><head><title>escape</title></head>
+                rules = {
+                    "prefetch": [{"source": "list", "urls": [f"http://127.0.0.1:{port}/secret-prefetch"]}],
+                    "prerender": [{"source": "list", "urls": [f"http://127.0.0.1:{port}/secret-prerender"]}],
+                }
+                body = f"""<!DOCTYPE html><html><head><title>escape</title>
+<script type="speculationrules">{json.dumps(rules)}</script></head>
 <body><main><h1>Escape</h1><p>Requests from places a page's own target does not cover.</p>
 <iframe src="http://127.0.0.3:{port}/frame"></iframe>
 <script>window.open("http://127.0.0.1:{port}/secret-popup");
@@ -323,7 +328,9 @@ async def test_sub_resources_in_loopback_spellings_and_websockets_never_leave_th
 
 async def test_nothing_a_page_starts_outside_its_own_target_gets_past_the_guard(bait: Bait, pool: BrowserPool) -> None:
     """The guard is one DevTools session per page: a cross-site frame must render in the page's process, a
-    pop-up must never open, and shared workers must not exist, or their requests would go out unchecked."""
+    pop-up must never open, shared workers must not exist and speculation rules must not preload, or their
+    requests would go out unchecked (the prefetch and prerender URLs are in scope and allowed: only turning
+    preloading off keeps the browser from fetching them)."""
     bait.hits.clear()
     rendered = await pool.render(f"http://127.0.0.1:{bait.port}/escape", BAIT_SCOPE)
     assert "Escape" in rendered.html

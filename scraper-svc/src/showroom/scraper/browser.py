@@ -37,10 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,6 +106,12 @@ CHROMIUM_ARGS = [
 IGNORED_DEFAULT_ARGS = ["--disable-popup-blocking"]
 #: Scripts every page and frame runs first: no shared workers (a target of their own, unguarded).
 GUARD_INIT_SCRIPT = "delete globalThis.SharedWorker;"
+#: The profile the browser starts with (its contexts inherit it): no preloading.  Speculation rules'
+#: prefetches and prerenders are fetched by the browser process, outside any page's guard, and no switch
+#: turns them off; this preference (Chromium's "Preload pages": off) does.
+PROFILE_PREFERENCES = {"net": {"network_prediction_options": 2}}
+PROFILE_PREFIX = "showroom-chromium-"
+"""Profiles live in the temp directory as ``showroom-chromium-<pid>-*``: one whose process is gone is removed."""
 #: Playwright 1.65's own feature switches.  Chromium keeps only the last ``--disable-features`` and
 #: ``--enable-features`` it is given, so any feature of ours must travel with Playwright's in one switch
 #: (``tests/integration/test_browser_args.py`` checks these lists against what Playwright passes).
@@ -203,6 +214,9 @@ class BrowserPool:
         self._live_pages: dict[BrowserContext, int] = {}
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
+        self._profile: BrowserContext | None = None
+        """The profile's own context, which owns the browser; never used for pages."""
+        self._profile_dir: str | None = None
         self._context: BrowserContext | None = None
         self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
         self._restart_lock = asyncio.Lock()
@@ -214,13 +228,23 @@ class BrowserPool:
             await self._slots.put(await self._new_slot())
 
     async def _launch(self) -> None:
+        """Start the browser on a fresh profile of ours (Playwright's ``launch`` takes no preferences)."""
         assert self._pw is not None
-        self._browser = await self._pw.chromium.launch(
+        _remove_orphaned_profiles()
+        self._profile_dir = tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getpid()}-")
+        (Path(self._profile_dir) / "Default").mkdir()
+        (Path(self._profile_dir) / "Default" / "Preferences").write_text(json.dumps(PROFILE_PREFERENCES))
+        self._profile = await self._pw.chromium.launch_persistent_context(
+            self._profile_dir,
             executable_path=self.executable_path,
             args=self.chromium_args,
             ignore_default_args=IGNORED_DEFAULT_ARGS,
             headless=True,
         )
+        for page in self._profile.pages:  # the blank window it opens with would hold a renderer
+            await page.close()
+        self._browser = self._profile.browser
+        assert self._browser is not None
         await self._new_context()
         # Pages of a dead browser still sit in the pool; each fails once and is replaced (see render()).
         self._live_pages.clear()
@@ -252,12 +276,19 @@ class BrowserPool:
         return slot
 
     async def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._browser:
-                await self._browser.close()
+        await self._close_browser()
         with contextlib.suppress(Exception):
             if self._pw:
                 await self._pw.stop()
+
+    async def _close_browser(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._profile:
+                async with asyncio.timeout(10):
+                    await self._profile.close()  # the profile's context owns the browser: this closes it
+        if self._profile_dir:
+            shutil.rmtree(self._profile_dir, ignore_errors=True)
+            self._profile_dir = None
 
     async def _refusal(self, slot: _Slot | None, url: str) -> FetchError | None:
         """Why ``url`` must not be requested for ``slot``'s page (scope, then the SSRF guard), or None."""
@@ -471,11 +502,22 @@ class BrowserPool:
             if not force and self._browser and self._browser.is_connected():
                 return
             log.warning("browser disconnected or stuck; restarting it")
-            with contextlib.suppress(Exception):
-                if self._browser:
-                    async with asyncio.timeout(10):
-                        await self._browser.close()
+            await self._close_browser()
             await self._launch()
+
+
+def _remove_orphaned_profiles() -> None:
+    """Profiles left behind by scrapers that were killed (a stopped pool removes its own)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*"):
+        pid = path.name.removeprefix(PROFILE_PREFIX).split("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            pass
 
 
 def _is_document(slot: _Slot, request: Request) -> bool:
