@@ -57,10 +57,10 @@ log = logging.getLogger(__name__)
 STATE_BUCKET = "metrics_state"
 SNAPSHOT_KEY = "event_totals"
 ACK_WAIT_S = 15.0
+"""A batch is counted in milliseconds; what a killed process held comes back after this."""
 FLOOR_EVERY_S = 1.0
 """How often a feed asks for its consumer's ack floor (to forget sequences below it), rather than after
 every batch: while events trickle in, batches are one event each."""
-"""A batch is counted in milliseconds; what a killed process held comes back after this."""
 
 
 @dataclass(frozen=True)
