@@ -120,3 +120,17 @@ async def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):  
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class CountingKv:
+    """A KV bucket that counts its reads: what an operation costs on the bus."""
+
+    def __init__(self, kv) -> None:  # type: ignore[no-untyped-def]
+        self.kv, self.reads = kv, 0
+
+    async def get(self, key: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return await self.kv.get(key)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.kv, name)

@@ -9,23 +9,12 @@ from nats.aio.client import Client
 from pydantic import BaseModel
 
 from showroom.common.bus import KvMemory, kv_get, kv_update
+from tests.conftest import CountingKv
 
 
 class Tally(BaseModel):
     n: int = 0
     by: list[str] = []
-
-
-class _CountingKv:
-    def __init__(self, kv) -> None:  # type: ignore[no-untyped-def]
-        self.kv, self.reads = kv, 0
-
-    async def get(self, key: str):  # type: ignore[no-untyped-def]
-        self.reads += 1
-        return await self.kv.get(key)
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self.kv, name)
 
 
 @pytest.fixture
@@ -45,7 +34,7 @@ def add(who: str):  # type: ignore[no-untyped-def]
 
 
 async def test_the_usual_writer_updates_without_reading(kv) -> None:  # type: ignore[no-untyped-def]
-    counting, memory = _CountingKv(kv), KvMemory()
+    counting, memory = CountingKv(kv), KvMemory()
     for _ in range(5):
         await kv_update(counting, "k", Tally, add("a"), memory=memory)  # type: ignore[arg-type]
     assert counting.reads == 1  # only the first, which had nothing remembered

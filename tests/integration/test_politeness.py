@@ -10,6 +10,7 @@ from nats.aio.client import Client
 
 from showroom.common.topology import ensure_topology
 from showroom.scraper.politeness import HostBusy, HostGate
+from tests.conftest import CountingKv
 
 
 @pytest.fixture
@@ -56,22 +57,8 @@ async def test_a_dead_scrapers_lease_expires(hosts_kv) -> None:  # type: ignore[
             await asyncio.sleep(min(busy.wait, 0.1))
 
 
-class _CountingKv:
-    """The hosts bucket, counting reads: what a fetch costs on the bus."""
-
-    def __init__(self, kv) -> None:  # type: ignore[no-untyped-def]
-        self.kv, self.reads = kv, 0
-
-    async def get(self, key: str):  # type: ignore[no-untyped-def]
-        self.reads += 1
-        return await self.kv.get(key)
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self.kv, name)
-
-
 async def test_a_scraper_alone_on_a_host_writes_without_reading(hosts_kv) -> None:  # type: ignore[no-untyped-def]
-    counting = _CountingKv(hosts_kv)
+    counting = CountingKv(hosts_kv)
     gate = HostGate(counting)  # type: ignore[arg-type]
     host = f"shop-{time.time_ns()}.example"
     for _ in range(5):
