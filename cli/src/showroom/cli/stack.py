@@ -252,14 +252,20 @@ class Stack:
         proc.wait(timeout=30)
 
     async def stop(self, grace: float = 15.0) -> None:
-        # Services first (they drain), the bus last.
-        order = [n for n in self.procs if n != "nats"] + (["nats"] if "nats" in self.procs else [])
-        for name in order:
+        # Services first, and the bus only once they have exited: a service drains its subscriptions and
+        # runs its shutdown hooks (the scraper closes its browser) over a live connection.
+        services = [n for n in self.procs if n != "nats"]
+        await self._terminate(services, grace)
+        await self._terminate([n for n in self.procs if n == "nats"], grace)
+        self.procs.clear()
+
+    async def _terminate(self, names: list[str], grace: float) -> None:
+        for name in names:
             proc = self.procs[name]
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for name in order:
+        for name in names:
             proc = self.procs[name]
             while proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -267,7 +273,6 @@ class Stack:
                 log.warning("%s did not stop in %.0fs; killing it", name, grace)
                 proc.kill()
                 proc.wait()
-        self.procs.clear()
 
     async def __aenter__(self) -> Stack:
         try:
