@@ -43,5 +43,6 @@ async def test_the_loop_keeps_ticking_while_a_large_page_is_extracted() -> None:
     took = time.perf_counter() - t0
     ticker.cancel()
     assert len(page.links) == 5_000 and page.title == "All guides"
-    # On the loop, one gap would span the whole extraction; in a thread the loop gets its turns.
-    assert len(gaps) >= 10 and max(gaps) < took / 4, (max(gaps), took, len(gaps))
+    # On the loop, one gap would span the whole extraction.  In a thread the loop gets its turns, except while
+    # one C call holds the GIL throughout: lxml parsing the whole document (~30% of the time in one CI run).
+    assert len(gaps) >= 10 and max(gaps) < took / 2, (max(gaps), took, len(gaps))
