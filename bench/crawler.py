@@ -6,8 +6,11 @@
 3. the scraper's peak memory (PSS of its whole process tree: Python, Playwright's driver, Chromium)
    over a long crawl (goal < 800 MB at 5,000 pages: ``--memory-pages 5000``).
 
-    uv run python bench/crawler.py [--pages 200] [--concurrency 4] [--memory-pages 1000]
+    uv run python bench/crawler.py [--pages 200] [--concurrency 4] [--memory-pages 1000] [--rounds 3]
                                    [--chromium-args '["--process-per-site"]']
+
+1 and 2 run ``--rounds`` times, interleaved (raw loop, then Showroom, then the static section both ways), and
+report each round and the median: on this 2-core machine one figure moves by several points between runs.
 
 ``--chromium-args`` (the scraper's ``SHOWROOM_CHROMIUM_ARGS``) applies to the raw loop's browser too.
 1 and 2 crawl a demo site of their own with ``--pages`` articles a section, 3 the stack's, with
@@ -24,6 +27,7 @@ import contextlib
 import json
 import os
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -186,46 +190,74 @@ async def demo_site(static_pages: int) -> AsyncIterator[str]:
         await proc.wait()
 
 
-async def main(pages: int, concurrency: int, memory_pages: int, chromium_args: list[str]) -> None:
-    static_pages = max(pages, memory_pages)
+async def speed_round(stack: Stack, site: str, pages: int, concurrency: int, chromium_args: list[str]) -> dict:
+    """One round of comparisons 1 and 2, each side cold (no validators or render hints from earlier crawls)."""
+    js_urls = [f"{site}/lab/js/"] + [f"{site}/lab/js/articles/{i}" for i in range(1, pages + 1)]
+    raw = await raw_playwright(js_urls, concurrency, settle_ms=1500, extra_args=chromium_args)
+    await forget_pages(stack.config)
+    t_always, c_always, _, _ = await crawl(stack, lab_spec(site, "js", "always", pages, concurrency))
+    await forget_pages(stack.config)
+    static = lab_spec(site, "static", "always", pages, concurrency)
+    t_static_always, c_static, _, cpu_always = await crawl(stack, static)
+    await forget_pages(stack.config)
+    t_static_auto, _, _, cpu_auto = await crawl(stack, static | {"render": "auto"})
+    await forget_pages(stack.config)
+    n_static = c_static["scraped"] + c_static["unchanged"]
+    showroom = c_always["scraped"] / t_always * 60
+    return {
+        "js_pages": len(js_urls),
+        "raw": raw,
+        "showroom": showroom,
+        "of_raw": showroom / raw,
+        "static_pages": n_static,
+        "static_always_s": t_static_always,
+        "static_auto_s": t_static_auto,
+        "speedup": t_static_always / t_static_auto,
+        "cpu_always_ms": cpu_always / n_static * 1000,
+        "cpu_auto_ms": cpu_auto / n_static * 1000,
+    }
+
+
+def report_speed(rounds: list[dict], concurrency: int) -> None:
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    def each(key: str, fmt: str) -> str:
+        return ", ".join(format(r[key], fmt) for r in rounds)
+
+    print(f"JS pages, concurrency {concurrency}, {rounds[0]['js_pages']} pages; medians of {len(rounds)} rounds")
+    print(f"  raw Playwright loop        {med('raw'):7.0f} pages/min   (rounds: {each('raw', '.0f')})")
+    print(f"  Showroom render=always     {med('showroom'):7.0f} pages/min   (rounds: {each('showroom', '.0f')})")
+    print(f"  Showroom / raw, each round {med('of_raw'):7.0%}  goal >= 90%  (rounds: {each('of_raw', '.0%')})")
+    print(f"static section, {rounds[0]['static_pages']} pages")
+    print(f"  render=always              {med('static_always_s'):7.1f} s   (rounds: {each('static_always_s', '.1f')})")
+    print(f"  render=auto                {med('static_auto_s'):7.1f} s   (rounds: {each('static_auto_s', '.1f')})")
+    print(f"  always / auto, each round  {med('speedup'):7.1f}x  goal >= 20x  (rounds: {each('speedup', '.1f')})")
+    print(f"  scraper CPU per page       always {med('cpu_always_ms'):5.0f} ms, auto {med('cpu_auto_ms'):5.0f} ms")
+
+
+async def main(pages: int, concurrency: int, memory_pages: int, rounds: int, chromium_args: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = StackConfig.ephemeral(
             Path(tmp), api_key=secrets.token_urlsafe(24), embedder="hashing", scraper_concurrency=concurrency
         )
-        for name in ("SHOWROOM_RECYCLE_AFTER", "SHOWROOM_CONTEXT_RECYCLE_AFTER"):  # else the scraper's defaults
-            if name in os.environ:
+        for name in ("SHOWROOM_RECYCLE_AFTER", "SHOWROOM_CONTEXT_RECYCLE_AFTER", "SHOWROOM_WORKERS"):
+            if name in os.environ:  # else the scraper's defaults
                 config.extra_env[name] = os.environ[name]
         config.extra_env["SHOWROOM_CHROMIUM_ARGS"] = json.dumps(chromium_args)
-        config.demo_args = ["--static-pages", str(static_pages)]
+        config.demo_args = ["--static-pages", str(memory_pages)]
         async with Stack(config) as stack, demo_site(pages) as site:
-            js_urls = [f"{site}/lab/js/"] + [f"{site}/lab/js/articles/{i}" for i in range(1, pages + 1)]
-            raw = await raw_playwright(js_urls, concurrency, settle_ms=1500, extra_args=chromium_args)
-            t_always, c_always, _, _ = await crawl(stack, lab_spec(site, "js", "always", pages, concurrency))
-            showroom = c_always["scraped"] / t_always * 60
-            await forget_pages(config)
-            t_static_always, c1, _, cpu_always = await crawl(
-                stack, lab_spec(site, "static", "always", pages, concurrency)
-            )
-            await forget_pages(config)
-            t_static_auto, _, _, cpu_auto = await crawl(stack, lab_spec(site, "static", "auto", pages, concurrency))
-            await forget_pages(config)
+            results = []
+            for i in range(rounds):
+                results.append(await speed_round(stack, site, pages, concurrency, chromium_args))
+                r = results[-1]
+                print(f"round {i + 1}: {r['of_raw']:.0%} of raw, auto {r['speedup']:.1f}x faster", flush=True)
             t_mem, c_mem, peak, _ = await crawl(
                 stack,
                 lab_spec(config.demo_url, "js", "always", memory_pages, concurrency) | {"brand": "memory"},
                 sample_pss=True,
             )
-    print(f"JS pages, concurrency {concurrency}, {len(js_urls)} pages")
-    print(f"  raw Playwright loop        {raw:7.0f} pages/min")
-    print(f"  Showroom render=always     {showroom:7.0f} pages/min  ({showroom / raw:.0%} of raw; goal >= 90%)")
-    print(f"static section, {c1['scraped'] + c1['unchanged']} pages")
-    print(f"  render=always              {t_static_always:7.1f} s")
-    n_static = c1["scraped"] + c1["unchanged"]
-    speedup = t_static_always / t_static_auto
-    print(f"  render=auto                {t_static_auto:7.1f} s   ({speedup:.1f}x faster; goal >= 20x)")
-    print(
-        f"  scraper CPU per page       always {cpu_always / n_static * 1000:5.0f} ms, auto "
-        f"{cpu_auto / n_static * 1000:5.0f} ms ({cpu_always / cpu_auto:.1f}x less)"
-    )
+    report_speed(results, concurrency)
     print(f"memory: {c_mem['scraped'] + c_mem['unchanged']} JS pages in {t_mem:.0f} s")
     print(f"  scraper peak PSS           {total_mb(peak):7.0f} MB (goal < 800 MB)")
     for kind in sorted(k for k in peak if not k.endswith(" processes")):
@@ -237,7 +269,8 @@ if __name__ == "__main__":
     ap.add_argument("--pages", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--memory-pages", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the speed comparisons")
     ap.add_argument("--chromium-args", type=json.loads, default=[], help="extra Chromium switches, a JSON list")
     args = ap.parse_args()
     print(f"Chromium switches added: {args.chromium_args or 'none'}")
-    asyncio.run(main(args.pages, args.concurrency, args.memory_pages, args.chromium_args))
+    asyncio.run(main(args.pages, args.concurrency, args.memory_pages, args.rounds, args.chromium_args))
