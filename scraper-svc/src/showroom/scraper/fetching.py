@@ -30,7 +30,7 @@ from showroom.common.topology import url_key
 from showroom.scraper.adaptive import needs_rendering, url_pattern
 from showroom.scraper.browser import BrowserPool
 from showroom.scraper.errors import PermanentFetchError, TransientFetchError
-from showroom.scraper.sniff import looks_binary
+from showroom.scraper.sniff import looks_binary, read_capped
 from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope, normalize_url
 
@@ -148,7 +148,7 @@ class Fetcher:
                     ctype = resp.headers.get("content-type", "text/html").split(";")[0].strip().lower()
                     if ctype not in _HTML_TYPES:
                         raise PermanentFetchError("not_html", ctype)
-                    body = await _read_capped(resp, self.max_bytes)
+                    body = await read_capped(resp, self.max_bytes)
                     html = body.decode(resp.encoding or "utf-8", errors="replace")
                     if looks_binary(html):
                         raise PermanentFetchError("binary_content", f"{ctype} body is not text")
@@ -194,16 +194,3 @@ def _raise_for_status(resp: httpx.Response) -> None:
         raise TransientFetchError(f"http_{code}", status_code=code, retry_after=retry_after)
     if code >= 400:
         raise PermanentFetchError(f"http_{code}", status_code=code)
-
-
-async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
-    declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise PermanentFetchError("too_large", f"{declared} bytes > {max_bytes}")
-    chunks, size = [], 0
-    async for chunk in resp.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PermanentFetchError("too_large", f"more than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
