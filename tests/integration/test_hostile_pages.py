@@ -220,11 +220,15 @@ class Bait:
 
     def __init__(self) -> None:
         self.hits: list[str] = []
+        self.dialled: list[str] = []
+        """The address each request arrived at (the bait listens on two), with its path."""
         self.port = 0
 
     def app(self) -> web.Application:
         async def handle(request: web.Request) -> web.Response:
             self.hits.append(f"{request.host}{request.path_qs}")
+            assert request.transport is not None
+            self.dialled.append(f"{request.transport.get_extra_info('sockname')[0]}{request.path_qs}")
             port = self.port
             if request.path == "/redirect-to-localhost":
                 raise web.HTTPFound(f"http://localhost:{port}/secret")
@@ -265,6 +269,17 @@ fetch("/script-ran");</script></main></body></html>"""
 <script>fetch("http://localhost:{port}/secret-xhr").catch(() => {{}});
 new WebSocket("ws://127.0.0.1:{port}/secret-ws");</script></main></body></html>"""
                 return web.Response(text=body, content_type="text/html")
+            if request.path == "/rebound-hop":  # a redirect fetched for the browser: Chromium follows it
+                raise web.HTTPFound("/rebound")
+            if request.path == "/rebound":  # asked for by name: must reach the address the guard checked
+                body = """<!DOCTYPE html><html><head><title>rebound</title><script src="/rebound.js"></script></head>
+<body><main><h1>Rebound</h1><p id="xhr">pending</p></main></body></html>"""
+                return web.Response(text=body, content_type="text/html", headers={"ETag": '"r1"'})
+            if request.path == "/rebound.js":
+                body = 'fetch("/rebound-xhr").then(r => r.text()).then(t => { xhr.textContent = t; });'
+                return web.Response(text=body, content_type="text/javascript")
+            if request.path == "/rebound-xhr":
+                return web.Response(text="xhr from the checked address", content_type="text/plain")
             return web.Response(text="<p>secret</p>", content_type="text/html")
 
         app = web.Application()
@@ -344,3 +359,51 @@ def test_the_limits_set_here_are_scraper_settings() -> None:
     """The limits the test sets are the scraper's own settings (a renamed setting would silently not apply)."""
     fields = set(ScraperSettings.model_fields)
     assert {k.removeprefix("SHOWROOM_").lower() for k in LIMITS} <= fields
+
+
+class RebindingDns:
+    """The guard's DNS: each name gives its answers in turn, then keeps its last one (a rebinding name
+    answers public to the check, private to the connection)."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = answers
+
+    async def __call__(self, host: str) -> list[str]:
+        queue = self.answers[host]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+@pytest.fixture
+async def rebinding_pool() -> AsyncIterator[BrowserPool]:
+    """Chromium resolves the test names to 127.0.0.3 (its own DNS, rebound); the guard's DNS says otherwise."""
+    dns = RebindingDns({"shop.test": [["127.0.0.1"]], "rebinder.test": [["93.184.216.34"], ["127.0.0.3"]]})
+    pool = BrowserPool(
+        executable_path="/usr/bin/chromium", size=1, user_agent="test", nav_timeout_ms=5000, settle_timeout_ms=500,
+        guard=SsrfGuard(["127.0.0.1"], resolver=dns),
+        chromium_args=["--host-resolver-rules=MAP shop.test 127.0.0.3, MAP rebinder.test 127.0.0.3"],
+    )  # fmt: skip
+    await pool.start()
+    yield pool
+    await pool.stop()
+
+
+async def test_plain_http_by_name_reaches_the_address_the_guard_checked_not_the_browsers_dns(
+    bait: Bait, rebinding_pool: BrowserPool
+) -> None:
+    """A redirect, the page it leads to, the page's script and the script's XHR are fetched by the scraper
+    from the checked address (127.0.0.1), never by Chromium from where its own DNS points (127.0.0.3)."""
+    bait.dialled.clear()
+    rendered = await rebinding_pool.render(f"http://shop.test:{bait.port}/rebound-hop", Scope(("shop.test",)))
+    assert "xhr from the checked address" in rendered.html  # the script ran and its XHR came back
+    assert rendered.final_url == f"http://shop.test:{bait.port}/rebound" and rendered.etag == '"r1"'
+    assert bait.dialled == [f"127.0.0.1/{path}" for path in ("rebound-hop", "rebound", "rebound.js", "rebound-xhr")]
+
+
+async def test_a_name_rebound_to_a_private_address_after_its_check_is_refused_before_connecting(
+    bait: Bait, rebinding_pool: BrowserPool
+) -> None:
+    bait.dialled.clear()
+    with pytest.raises(PermanentFetchError) as err:
+        await rebinding_pool.render(f"http://rebinder.test:{bait.port}/secret", Scope(("rebinder.test",)))
+    assert err.value.reason == "ssrf_refused" and "127.0.0.3" in err.value.detail
+    assert bait.dialled == []  # neither the scraper nor Chromium connected anywhere

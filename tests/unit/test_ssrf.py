@@ -313,3 +313,20 @@ async def test_the_transport_dials_the_address_it_checked_and_the_request_keeps_
             resp = await http.get(f"http://shop.example:{server.port}/")
     assert resp.status_code == 200 and resp.text == "ok"
     assert server.connections == 1 and server.hosts == [f"shop.example:{server.port}"]
+
+
+@pytest.mark.parametrize(
+    ("host", "by_name"),
+    [
+        ("shop.example", True),
+        ("SHOP.Example.", True),
+        ("127.0.0.1", False),  # an address literal cannot be rebound
+        ("2130706433", False),  # nor can one in a spelling browsers accept
+        ("[::1]", False),
+        ("::1", False),
+        ("allowed.example", False),  # an allow-listed name is trusted wherever it resolves
+    ],
+)
+def test_which_hosts_a_browser_would_dial_by_name(host: str, by_name: bool) -> None:
+    """The names whose plain-HTTP requests the scraper fetches for the browser (``showroom.scraper.pinned``)."""
+    assert SsrfGuard(allow_hosts=["allowed.example"]).dials_by_name(host) is by_name

@@ -20,6 +20,9 @@ cross-site iframes stay in the page's process (site isolation is off, see
 ``CHROMIUM_ARGS``), Chromium's pop-up blocker stays on (a crawl never
 clicks, so no script may open a window), and shared workers are not
 offered.  WebSockets, which ``Fetch`` does not see, are refused outright.
+Plain-HTTP requests to names are not sent by Chromium at all, which resolves
+names itself (DNS rebinding): the scraper fetches them from the addresses the
+guard checked and fulfils the paused request (``showroom.scraper.pinned``).
 Playwright's own routes would do the checking too, but at twice the cost:
 they cannot see redirects, so a second pause per response was needed, and
 in a busy scraper each pause waits its turn on the event loop (a render
@@ -65,6 +68,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from prometheus_client import Counter
 
 from showroom.scraper.errors import FetchError, PermanentFetchError, TransientFetchError
+from showroom.scraper.pinned import PinnedFetcher
 from showroom.scraper.sniff import looks_binary
 from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope
@@ -220,6 +224,7 @@ class BrowserPool:
         self._context: BrowserContext | None = None
         self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
         self._restart_lock = asyncio.Lock()
+        self._pinned = PinnedFetcher(guard, max_bytes, timeout_s=nav_timeout_ms / 1000)
 
     async def start(self) -> None:
         self._pw = await async_playwright().start()
@@ -277,6 +282,7 @@ class BrowserPool:
 
     async def stop(self) -> None:
         await self._close_browser()
+        await self._pinned.close()
         with contextlib.suppress(Exception):
             if self._pw:
                 await self._pw.stop()
@@ -303,17 +309,28 @@ class BrowserPool:
 
     async def _guard_request(self, slot: _Slot, event: dict[str, Any]) -> None:
         """A paused request: sent on only if the crawl's scope, the SSRF guard, the page's blocked resource types
-        and (for the page's own document) the redirect limit let it through."""
+        and (for the page's own document) the redirect limit let it through.  A plain-HTTP request to a name is
+        not sent by the browser but fetched here, pinned to the addresses the guard checked (``pinned``)."""
         refusal: FetchError | None = None
+        fulfilment: dict[str, Any] | None = None
         try:
             refusal = await self._request_refusal(slot, event)
+            if refusal is None and self._pinned.applies_to(event["request"]["url"]):
+                try:
+                    fulfilment = await self._pinned.fulfilment(event["requestId"], event["request"])
+                except FetchError as exc:  # the page's own document fails the render with it; a sub-resource
+                    refusal = exc  # just does not load
+                    if _is_document_event(slot, event):
+                        _resolve(slot.refusal, exc)
         except Exception as exc:  # whatever went wrong, the request is refused rather than left paused
             log.exception("the request guard failed on %s", event.get("request", {}).get("url", "?")[:300])
             refusal = PermanentFetchError("guard_error", repr(exc)[:300])
         finally:  # whatever happens, the paused request must be released
             if slot.cdp is not None:
                 with contextlib.suppress(PlaywrightError):
-                    if refusal is None:
+                    if fulfilment is not None:
+                        await slot.cdp.send("Fetch.fulfillRequest", fulfilment)
+                    elif refusal is None:
                         await slot.cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
                     else:
                         params = {"requestId": event["requestId"], "errorReason": "BlockedByClient"}
@@ -322,7 +339,7 @@ class BrowserPool:
     async def _request_refusal(self, slot: _Slot, event: dict[str, Any]) -> FetchError | None:
         url = event["request"]["url"]
         resource = str(event.get("resourceType", "")).lower()
-        document = resource == "document" and event.get("frameId") == slot.main_frame_id
+        document = _is_document_event(slot, event)
         hop = False
         if document:
             slot.documents += 1
@@ -518,6 +535,11 @@ def _remove_orphaned_profiles() -> None:
             shutil.rmtree(path, ignore_errors=True)
         except PermissionError:  # alive, someone else's
             pass
+
+
+def _is_document_event(slot: _Slot, event: dict[str, Any]) -> bool:
+    """Is the paused request of ``event`` the slot's own page's document (not an iframe's)?"""
+    return str(event.get("resourceType", "")).lower() == "document" and event.get("frameId") == slot.main_frame_id
 
 
 def _is_document(slot: _Slot, request: Request) -> bool:

@@ -21,9 +21,10 @@ DNS rebinding: a name can answer public to the check and private to the
 connection.  Plain-HTTP fetches (pages, robots.txt, sitemaps) go through
 :class:`GuardedTransport`, which resolves and checks again when it opens a
 connection and dials the very addresses it checked, so what was checked is
-what is connected to.  Chromium resolves names itself; its requests are
-checked by name (``BrowserPool``), and rebinding against the browser is the
-remaining gap.
+what is connected to.  Chromium resolves names itself, so its plain-HTTP
+requests to names are fetched by the scraper through the same transport
+(``showroom.scraper.pinned``); over HTTPS a rebound connection fails on the
+certificate.
 """
 
 from __future__ import annotations
@@ -110,6 +111,12 @@ class SsrfGuard:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[host] = None
+
+    def dials_by_name(self, hostname: str) -> bool:
+        """Whether a connection to ``hostname`` goes wherever DNS says at that moment: a name, not an address
+        literal in any spelling, and not allow-listed.  Such a name could be rebound after :meth:`check`."""
+        host = canonical_host(hostname)
+        return bool(host) and host not in self.allow_hosts and _literal(host) is None
 
     async def addresses(self, hostname: str) -> list[str]:
         """The addresses to connect to for ``hostname``: resolved and checked now, never from a cache.
