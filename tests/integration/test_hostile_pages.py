@@ -221,14 +221,15 @@ class Bait:
     def __init__(self) -> None:
         self.hits: list[str] = []
         self.dialled: list[str] = []
-        """The address each request arrived at (the bait listens on two), with its path."""
+        """The address each request arrived at (the bait listens on two), its path, and its method unless GET."""
         self.port = 0
 
     def app(self) -> web.Application:
         async def handle(request: web.Request) -> web.Response:
             self.hits.append(f"{request.host}{request.path_qs}")
             assert request.transport is not None
-            self.dialled.append(f"{request.transport.get_extra_info('sockname')[0]}{request.path_qs}")
+            method = "" if request.method == "GET" else f" {request.method}"
+            self.dialled.append(f"{request.transport.get_extra_info('sockname')[0]}{request.path_qs}{method}")
             port = self.port
             if request.path == "/redirect-to-localhost":
                 raise web.HTTPFound(f"http://localhost:{port}/secret")
@@ -276,14 +277,19 @@ new WebSocket("ws://127.0.0.1:{port}/secret-ws");</script></main></body></html>"
 <body><main><h1>Rebound</h1><p id="xhr">pending</p></main></body></html>"""
                 return web.Response(text=body, content_type="text/html", headers={"ETag": '"r1"'})
             if request.path == "/rebound.js":
-                body = 'fetch("/rebound-xhr").then(r => r.text()).then(t => { xhr.textContent = t; });'
+                body = """fetch("/rebound-xhr").then(r => r.text()).then(t => { xhr.textContent = t; });
+fetch(`http://api.test:${location.port}/rebound-api`, {headers: {"x-test": "1"}})
+  .then(r => r.text()).then(t => { document.title = t; });"""
                 return web.Response(text=body, content_type="text/javascript")
             if request.path == "/rebound-xhr":
                 return web.Response(text="xhr from the checked address", content_type="text/plain")
+            if request.path == "/rebound-api":  # another site, asked with a header that needs a CORS preflight
+                cors = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "x-test"}
+                return web.Response(text="api from the checked address", headers=cors)
             return web.Response(text="<p>secret</p>", content_type="text/html")
 
         app = web.Application()
-        app.router.add_get("/{tail:.*}", handle)
+        app.router.add_route("*", "/{tail:.*}", handle)
         return app
 
 
@@ -376,11 +382,13 @@ class RebindingDns:
 @pytest.fixture
 async def rebinding_pool() -> AsyncIterator[BrowserPool]:
     """Chromium resolves the test names to 127.0.0.3 (its own DNS, rebound); the guard's DNS says otherwise."""
-    dns = RebindingDns({"shop.test": [["127.0.0.1"]], "rebinder.test": [["93.184.216.34"], ["127.0.0.3"]]})
+    checked = [["127.0.0.1"]]
+    dns = RebindingDns({"shop.test": checked, "api.test": checked, "rebinder.test": [["93.184.216.34"], ["127.0.0.3"]]})
+    chromium_dns = ", ".join(f"MAP {name} 127.0.0.3" for name in ("shop.test", "api.test", "rebinder.test"))
     pool = BrowserPool(
         executable_path="/usr/bin/chromium", size=1, user_agent="test", nav_timeout_ms=5000, settle_timeout_ms=500,
         guard=SsrfGuard(["127.0.0.1"], resolver=dns),
-        chromium_args=["--host-resolver-rules=MAP shop.test 127.0.0.3, MAP rebinder.test 127.0.0.3"],
+        chromium_args=[f"--host-resolver-rules={chromium_dns}"],
     )  # fmt: skip
     await pool.start()
     yield pool
@@ -390,13 +398,17 @@ async def rebinding_pool() -> AsyncIterator[BrowserPool]:
 async def test_plain_http_by_name_reaches_the_address_the_guard_checked_not_the_browsers_dns(
     bait: Bait, rebinding_pool: BrowserPool
 ) -> None:
-    """A redirect, the page it leads to, the page's script and the script's XHR are fetched by the scraper
-    from the checked address (127.0.0.1), never by Chromium from where its own DNS points (127.0.0.3)."""
+    """A redirect, the page it leads to, the page's script, the script's XHR and its cross-site request (CORS
+    preflight included) are fetched by the scraper from the checked address (127.0.0.1), never by Chromium
+    from where its own DNS points (127.0.0.3)."""
     bait.dialled.clear()
-    rendered = await rebinding_pool.render(f"http://shop.test:{bait.port}/rebound-hop", Scope(("shop.test",)))
+    scope = Scope(("shop.test", "api.test"))
+    rendered = await rebinding_pool.render(f"http://shop.test:{bait.port}/rebound-hop", scope)
     assert "xhr from the checked address" in rendered.html  # the script ran and its XHR came back
+    assert "<title>api from the checked address</title>" in rendered.html  # and so did the cross-site one
     assert rendered.final_url == f"http://shop.test:{bait.port}/rebound" and rendered.etag == '"r1"'
-    assert bait.dialled == [f"127.0.0.1/{path}" for path in ("rebound-hop", "rebound", "rebound.js", "rebound-xhr")]
+    paths = ["rebound-hop", "rebound", "rebound.js", "rebound-xhr", "rebound-api OPTIONS", "rebound-api"]
+    assert sorted(bait.dialled) == sorted(f"127.0.0.1/{path}" for path in paths)
 
 
 async def test_a_name_rebound_to_a_private_address_after_its_check_is_refused_before_connecting(
