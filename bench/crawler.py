@@ -241,7 +241,7 @@ async def main(pages: int, concurrency: int, memory_pages: int, rounds: int, chr
         config = StackConfig.ephemeral(
             Path(tmp), api_key=secrets.token_urlsafe(24), embedder="hashing", scraper_concurrency=concurrency
         )
-        for name in ("SHOWROOM_RECYCLE_AFTER", "SHOWROOM_CONTEXT_RECYCLE_AFTER", "SHOWROOM_WORKERS"):
+        for name in ("SHOWROOM_RECYCLE_AFTER", "SHOWROOM_CONTEXT_RECYCLE_AFTER"):
             if name in os.environ:  # else the scraper's defaults
                 config.extra_env[name] = os.environ[name]
         config.extra_env["SHOWROOM_CHROMIUM_ARGS"] = json.dumps(chromium_args)
