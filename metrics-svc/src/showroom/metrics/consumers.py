@@ -101,19 +101,10 @@ def model_for(subject: str) -> type[Event] | None:
 class EventCounter:
     """Runs one consumer loop per stream feeding one :class:`EventTotals`, snapshotted before each ack."""
 
-    def __init__(
-        self,
-        js: JetStreamContext,
-        totals: EventTotals,
-        *,
-        batch: int = 200,
-        replicas: int = 1,
-        gather_s: float = GATHER_S,
-    ) -> None:
+    def __init__(self, js: JetStreamContext, totals: EventTotals, *, batch: int = 200, replicas: int = 1) -> None:
         self.js = js
         self.totals = totals
         self.batch = batch
-        self.gather_s = gather_s
         self.replicas = replicas
         self._kv: KeyValue | None = None
         self._lock = asyncio.Lock()
@@ -208,7 +199,7 @@ class EventCounter:
                     async with self._lock:
                         self.totals.raise_floor(feed.stream, info.ack_floor.stream_seq or 0)
                 if len(msgs) < self.batch:
-                    await asyncio.sleep(self.gather_s)
+                    await asyncio.sleep(GATHER_S)
             except asyncio.CancelledError:
                 if sub is not None:  # no pull request left behind to swallow messages meant for the next run
                     with contextlib.suppress(Exception):
