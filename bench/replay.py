@@ -91,7 +91,7 @@ async def replay(js, root: Path, embedder: Embedder, to_seq: int | None, tag: st
     spec = ReplaySpec(to_seq=to_seq, target=ReplayTarget(embedder="bench", chunk_tokens=180), swap=True)
     state = ReplayState(replay_id=new_id(), spec=spec)
     await kv.create(state.replay_id, state.model_dump_json().encode())
-    runner = ReplayRunner(js, kv, live, lambda _: embedder, batch_size=256)
+    runner = ReplayRunner(js, kv, live, lambda _: embedder)  # the service's batch size
     t0 = time.perf_counter()
     final = await runner.run(state.replay_id)
     elapsed = time.perf_counter() - t0

@@ -3,7 +3,8 @@
 A replay indexes one batch while it reads (and, with a worker process, chunks) the next.  These
 tests put a page's long version and its short version in consecutive batches: the short one's
 lookup must see the long one's write, or the long version's surplus chunks would survive.  The
-outcome must be the same with the chunking done here (``workers=0``) or in a worker process.
+outcome, counts included, must be the same with the events prepared here (``workers=0``: in
+threads) or in worker processes, where batches prepared at once may finish in any order.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def version_of(brand: str, n: int, long: bool) -> PageScraped:
                        fetch_mode="http", content_hash=h, title=f"Page {n}", markdown=body)  # fmt: skip
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, 1, 2])
 async def test_a_pipelined_replay_keeps_only_each_pages_latest_version(
     nc: Client, tmp_path: Path, workers: int
 ) -> None:

@@ -241,3 +241,28 @@ async def test_a_reopened_edge_store_serves_concurrent_first_searches(tmp_path: 
     results = await asyncio.gather(*(indexer.search(SearchRequest(query="alpha", top_k=3)) for _ in range(20)))
     assert all(r.hits and r.hits[0].url == "http://s/a" for r in results)
     await reopened.close()
+
+
+async def test_raw_events_are_stored_as_the_pages_themselves_would_be(store: ChunkStore, tmp_path: Path) -> None:
+    # A replay's path (index_events: decoded, chunked and encoded in one go, possibly in another
+    # process) and the live path (index_pages) must store the very same payloads.
+    embedder = HashingEmbedder(64)
+    pages = [
+        page("http://s/p", "# NW-8\n\n" + "Eight inch woofer, ribbon tweeter. " * 40, product=monitor("NW-8", 349.0)),
+        page("http://s/q", "# About\n\nA plain page.", brand="cobalt", h="h2"),
+    ]
+    live = Indexer(store, embedder, 60)
+    await live.index_pages(pages, [1, 2])
+    expected = sorted(await store.payloads(), key=lambda p: (p["url"], p["chunk_index"]))
+
+    other = make_store("edge" if "Edge" in type(store).__name__ else "local", tmp_path / "other")
+    await other.ensure_collection(embedder.name, embedder.dim)
+    replay = Indexer(other, embedder, 60)
+    events = [(1, pages[0].model_dump_json().encode()), (2, pages[1].model_dump_json().encode()), (3, b"{}")]
+    counts = await replay.index_events(events)
+    assert counts == (2, 0, 1)  # the undecodable one is skipped
+    got = sorted(await other.payloads(), key=lambda p: (p["url"], p["chunk_index"]))
+    assert got == expected and len(got) > 2
+    products = await replay.products(ProductSearchRequest(max_price=400, in_stock=True))
+    assert [p.name for p in products.products] == ["NW-8"]
+    await other.close()

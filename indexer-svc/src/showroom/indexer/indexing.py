@@ -13,9 +13,11 @@ chunks and embeds the way that version was built (its ``meta``: embedder, chunk 
 a replay swaps the alias to a rebuilt version, the next batch follows it, and no batch ever
 writes one configuration's chunks into another's collection.
 
-Chunking elsewhere.  Chunking, BM25 and payloads need neither the store nor the dense model; given
-a process pool (``pool``, a replay's), :class:`Indexer` does them there, before the batch's point
-lookup, so a replay chunks one batch while the last one is written (see ``replay.py``).
+Raw events, chunked elsewhere.  A replay hands :meth:`Indexer.index_events` the page events as they
+came off the bus.  Decoding them, chunking, BM25 and the payloads in the store's own form need
+neither the store nor the dense model, so given a process pool (``pool``, a replay's) they are done
+there, and a replay prepares one batch while the last one is written (see ``replay.py``); what
+comes back is only what the write needs.
 
 Overlapping batches.  Two batches may be in flight at once (the live path runs two; a replay
 pipelines its own), so one embeds while the other looks up, chunks and writes; embedding itself
@@ -32,14 +34,16 @@ collection already holds for that URL (a replay catching up behind live events) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+from pydantic import ValidationError
 
 from showroom.common.events import (
     PageIndexed,
@@ -56,7 +60,7 @@ from showroom.common.topology import url_key
 from showroom.indexer.chunking import CHUNKER_VERSION, Chunk, chunk_page
 from showroom.indexer.embedding import Embedder, QueryEmbeddings
 from showroom.indexer.sparse import Bm25Encoder
-from showroom.indexer.store import ChunkStore, PageWrite, ProductQuery, SearchFilter, Sparse
+from showroom.indexer.store import ChunkStore, PageWrite, PayloadEncoder, ProductQuery, SearchFilter, Sparse
 
 log = logging.getLogger(__name__)
 
@@ -123,35 +127,95 @@ class PreparedPage:
     that needs neither the store nor the dense model, so it can be done in another process."""
 
     texts: list[str]
-    payloads: list[dict[str, Any]]
+    payloads: list[Any]
     sparse: list[Sparse] | None = None
+    encoded: bool = False
+    """``payloads`` are in the store's own form (``ChunkStore.encode_payload``), not plain dicts."""
 
 
 def prepare_pages(
-    pages: list[PageScraped], seqs: list[int | None], chunk_words: int, sparse: Bm25Encoder | None = None
+    pages: Sequence[PageScraped],
+    seqs: Sequence[int | None],
+    chunk_words: int,
+    sparse: Bm25Encoder | None = None,
+    encode: PayloadEncoder | None = None,
 ) -> list[PreparedPage]:
-    """Chunk ``pages`` and build their payloads (and BM25 vectors, given ``sparse``)."""
+    """Chunk ``pages`` and build their payloads (and BM25 vectors, given ``sparse``; the payloads in
+    a store's form, given its ``encode``)."""
     chunker = chunker_id(chunk_words)
     out = []
     for page, seq in zip(pages, seqs, strict=True):
         chunks = chunk_page(page, chunk_words)
         texts = [c.text for c in chunks]
-        out.append(PreparedPage(texts, page_payloads(page, chunks, chunker, seq),
-                                sparse.embed_documents(texts) if sparse is not None else None))  # fmt: skip
+        payloads: list[Any] = page_payloads(page, chunks, chunker, seq)
+        if encode is not None:
+            payloads = [encode(page.url, i, payload) for i, payload in enumerate(payloads)]
+        vectors = sparse.embed_documents(texts) if sparse is not None else None
+        out.append(PreparedPage(texts, payloads, vectors, encoded=encode is not None))
     return out
 
 
-_worker_encoders: dict[float, Bm25Encoder] = {}
+class PageRef(NamedTuple):
+    """What the write needs of a page event once it is chunked: which page and which content."""
+
+    url: str
+    content_hash: str
 
 
-def prepare_in_worker(
-    pages: list[PageScraped], seqs: list[int | None], chunk_words: int, bm25_avg_len: float
-) -> list[PreparedPage]:
-    """:func:`prepare_pages` with BM25, in a pool process (one encoder per process and config)."""
-    encoder = _worker_encoders.get(bm25_avg_len)
+class _PageIdentity(Protocol):
+    """A :class:`PageScraped` or its :class:`PageRef`."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def content_hash(self) -> str: ...
+
+
+RawEvent = tuple[int, bytes]
+"""A page event as it came off PAGES: its stream sequence and its JSON body."""
+
+
+def decode_events(events: Sequence[RawEvent]) -> tuple[list[PageScraped], list[int], int]:
+    """Each URL's newest page event in ``events`` (and their sequences), and how many events were
+    skipped: undecodable, or superseded by a newer one for the same URL."""
+    latest: dict[str, tuple[int, PageScraped]] = {}
+    skipped = 0
+    for seq, data in events:
+        try:
+            page = PageScraped.model_validate_json(data)
+        except ValidationError:
+            skipped += 1
+            continue
+        if page.url in latest:
+            skipped += 1
+        latest[page.url] = (seq, page)
+    return [p for _, p in latest.values()], [s for s, _ in latest.values()], skipped
+
+
+@dataclass(frozen=True)
+class PreparedEvents:
+    """A batch of raw page events, decoded (:func:`decode_events`) and prepared for the store."""
+
+    pages: list[PageRef]
+    seqs: list[int]
+    prepared: list[PreparedPage]
+    skipped: int
+
+
+_encoders: dict[float, Bm25Encoder] = {}
+
+
+def prepare_events(
+    events: Sequence[RawEvent], chunk_words: int, bm25_avg_len: float, encode: PayloadEncoder
+) -> PreparedEvents:
+    """Everything :meth:`Indexer.index_events` does before its lookup, as a plain function of plain
+    arguments, so that it can run in a pool process (one BM25 encoder per process and config)."""
+    encoder = _encoders.get(bm25_avg_len)
     if encoder is None:
-        encoder = _worker_encoders[bm25_avg_len] = Bm25Encoder(bm25_avg_len)
-    return prepare_pages(pages, seqs, chunk_words, encoder)
+        encoder = _encoders[bm25_avg_len] = Bm25Encoder(bm25_avg_len)
+    pages, seqs, skipped = decode_events(events)
+    refs = [PageRef(p.url, p.content_hash) for p in pages]
+    return PreparedEvents(refs, seqs, prepare_pages(pages, seqs, chunk_words, encoder, encode), skipped)
 
 
 def lineage_of(payload: dict[str, Any], collection: str | None = None) -> PageLineage:
@@ -167,6 +231,16 @@ def lineage_of(payload: dict[str, Any], collection: str | None = None) -> PageLi
         fetched_by=payload.get("fetched_by"),
         collection=collection,
     )
+
+
+class IndexedCounts(NamedTuple):
+    """What :meth:`Indexer.index_events` did with a batch of events."""
+
+    indexed: int
+    unchanged: int
+    """Already in the store as they are, or older than what it holds."""
+    skipped: int
+    """Undecodable, or superseded by a newer event for the same URL in the batch."""
 
 
 @dataclass
@@ -196,9 +270,11 @@ class Indexer:
     ) -> None:
         self.store = store
         self.pool = pool
-        """Where pages are chunked and BM25-encoded (``None``: here, as each batch comes)."""
+        """Where :meth:`index_events` prepares its events (``None``: in a thread of this process)."""
         self._writing: dict[str, asyncio.Future[None]] = {}
         """URL -> done when the latest batch holding it has written (or failed)."""
+        self._last_turn: asyncio.Future[None] | None = None
+        """Done when the latest :meth:`index_events` call has taken its turn for its URLs."""
         self._batches = asyncio.Semaphore(2)
         """Live batches in flight at once."""
         self._batch_tasks: set[asyncio.Task[None]] = set()
@@ -296,7 +372,9 @@ class Indexer:
         """What a new version built like this indexer records (see :meth:`_adopt`)."""
         return {"chunk_tokens": self.chunk_words, "chunker": chunker_id(self.chunk_words)}
 
-    async def index_pages(self, pages: list[PageScraped], seqs: list[int | None] | None = None) -> list[PageIndexed]:
+    async def index_pages(
+        self, pages: Sequence[PageScraped], seqs: Sequence[int | None] | None = None
+    ) -> list[PageIndexed]:
         """Index ``pages`` with one embedder call for all the chunks that need embedding.
 
         Batches may be called concurrently (see the module docstring): a batch holding a URL that
@@ -306,53 +384,99 @@ class Indexer:
         seqs = seqs or [None] * len(pages)
         version = await self.follow_alias()
         chunk_words = self.chunk_words
-        # Claimed at once, in call order: a later batch with one of these URLs waits for this one.
+        async with self._turn({p.url for p in pages}):
+
+            def prepare(i: int) -> PreparedPage:
+                return prepare_pages([pages[i]], [seqs[i]], chunk_words)[0]
+
+            work, held = await self._write(pages, seqs, version, chunk_words, prepare)
+        return [
+            PageIndexed(
+                crawl_id=page.crawl_id,
+                trace_id=page.trace_id,
+                brand=page.brand,
+                url=page.url,
+                content_hash=page.content_hash,
+                chunks=len(w.texts) if w is not None else int(held.get(page.url, {}).get("chunks") or 0),
+                collection=version,
+                fetched_at=page.fetched_at,
+                index_ms=(time.perf_counter() - t0) * 1000,
+                unchanged=w is None,
+            )
+            for page, w in zip(pages, work, strict=True)
+        ]
+
+    async def index_events(self, events: Sequence[RawEvent]) -> IndexedCounts:
+        """Index raw page events (:func:`prepare_events`, in ``pool`` when there is one): each URL's
+        newest.  A replay's path: it counts what it did rather than describe each page.
+
+        The batch takes its turn for its URLs (see :meth:`index_pages`) once it knows them, after
+        decoding, and calls take their turns in call order: batches prepared concurrently (in
+        several workers or threads) still write a URL's events oldest first.
+        """
         loop = asyncio.get_running_loop()
-        written: asyncio.Future[None] = loop.create_future()
-        urls = {p.url for p in pages}
+        version = await self.follow_alias()
+        chunk_words = self.chunk_words
+        before, turn_taken = self._last_turn, loop.create_future()
+        self._last_turn = turn_taken
+        try:
+            call = (prepare_events, events, chunk_words, self.sparse.avg_len, type(self.store).encode_payload)
+            if self.pool is not None:
+                batch = await loop.run_in_executor(self.pool, *call)
+            else:
+                batch = await asyncio.to_thread(*call)
+            if before is not None:
+                await before
+            async with self._turn({p.url for p in batch.pages}, turn_taken):
+                work, _ = await self._write(batch.pages, batch.seqs, version, chunk_words, batch.prepared.__getitem__)
+        finally:
+            if not turn_taken.done():  # failed before its turn: the next call need not wait
+                turn_taken.set_result(None)
+        indexed = sum(w is not None for w in work)
+        return IndexedCounts(indexed, len(work) - indexed, batch.skipped)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, urls: set[str], taken: asyncio.Future[None] | None = None) -> AsyncIterator[None]:
+        """Wait for the batches before this one that are writing any of ``urls``; the batches after
+        it that hold one of them wait for this one's write (or failure).  ``taken`` is resolved
+        once this batch's claim on ``urls`` is in place."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         earlier = {f for u in urls if (f := self._writing.get(u)) is not None}
         self._writing.update(dict.fromkeys(urls, written))
+        if taken is not None:
+            taken.set_result(None)
         try:
-            prepared: list[PreparedPage] | None = None
-            if self.pool is not None:
-                # Before the lookup, so that it overlaps the write of the batch before; pages found
-                # unchanged were chunked for nothing, which a rebuild (all pages new) hardly has.
-                call = (prepare_in_worker, pages, seqs, chunk_words, self.sparse.avg_len)
-                prepared = await loop.run_in_executor(self.pool, *call)
             if earlier:
                 await asyncio.wait(earlier)
-            return await self._index_prepared(pages, seqs, version, chunk_words, prepared, t0)
+            yield
         finally:
             written.set_result(None)
             for url in urls:
                 if self._writing.get(url) is written:
                     del self._writing[url]
 
-    async def _index_prepared(
+    async def _write(
         self,
-        pages: list[PageScraped],
-        seqs: list[int | None],
+        pages: Sequence[_PageIdentity],
+        seqs: Sequence[int | None],
         version: str,
         chunk_words: int,
-        prepared: list[PreparedPage] | None,
-        t0: float,
-    ) -> list[PageIndexed]:
+        prepare: Callable[[int], PreparedPage],
+    ) -> tuple[list[PreparedPage | None], dict[str, dict[str, Any]]]:
+        """Look the pages up, then embed and write those that changed (``prepare(i)``: page ``i``'s
+        chunks, called only for pages that are written).  Returns what was written per page
+        (``None``: unchanged) and what the lookup found."""
         store = self.store.pinned(version)
         chunker = chunker_id(chunk_words)
         held = await store.page_versions([p.url for p in pages])
         work: list[PreparedPage | None] = []
         for i, (page, seq) in enumerate(zip(pages, seqs, strict=True)):
-            if self._unchanged(held.get(page.url), page, seq, chunker):
-                work.append(None)
-            elif prepared is not None:
-                work.append(prepared[i])
-            else:
-                work.append(prepare_pages([page], [seq], chunk_words)[0])
+            work.append(None if self._unchanged(held.get(page.url), page, seq, chunker) else prepare(i))
         texts = [t for w in work if w for t in w.texts]
         sparse: list[Sparse]
         if not texts:
             dense, sparse = np.zeros((0, self.embedder.dim), dtype=np.float32), []
-        elif prepared is not None:
+        elif all(w.sparse is not None for w in work if w):
             dense = await self._embed(texts)
             sparse = [v for w in work if w for v in w.sparse or ()]
         else:
@@ -370,27 +494,11 @@ class Indexer:
             had = None if page.url in written else int(held.get(page.url, {}).get("chunks") or 0)
             written.add(page.url)
             writes.append(PageWrite(page.url, dense[offset : offset + n], sparse[offset : offset + n], w.payloads,
-                                    had_chunks=had))  # fmt: skip
+                                    had_chunks=had, encoded=w.encoded))  # fmt: skip
             offset += n
         if writes:
             await store.replace_pages(writes)
-        results = []
-        for page, w in zip(pages, work, strict=True):
-            results.append(
-                PageIndexed(
-                    crawl_id=page.crawl_id,
-                    trace_id=page.trace_id,
-                    brand=page.brand,
-                    url=page.url,
-                    content_hash=page.content_hash,
-                    chunks=len(w.texts) if w is not None else int(held.get(page.url, {}).get("chunks") or 0),
-                    collection=version,
-                    fetched_at=page.fetched_at,
-                    index_ms=(time.perf_counter() - t0) * 1000,
-                    unchanged=w is None,
-                )
-            )
-        return results
+        return work, held
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         """One batch's chunks; batches take turns: overlapping batches hide each other's lookups and
@@ -400,7 +508,7 @@ class Indexer:
             return await asyncio.to_thread(self.embedder.embed, texts)
 
     @staticmethod
-    def _unchanged(held: dict[str, Any] | None, page: PageScraped, seq: int | None, chunker: str) -> bool:
+    def _unchanged(held: dict[str, Any] | None, page: _PageIdentity, seq: int | None, chunker: str) -> bool:
         """Nothing to do: the index holds this very content chunked this very way, or a newer
         version of the page than this event (a replay reading behind live events)."""
         if held is None:

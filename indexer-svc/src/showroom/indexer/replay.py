@@ -12,10 +12,11 @@ so that last pass writes it into the new one; after the swap the live path write
 Each chunk records its event's stream sequence, and an event older than what a version holds for
 its URL is skipped, so the order in which the two writers get to a page does not matter.
 
-Throughput.  While one batch is written, the next is read, decoded and -- for a replay of more than
-``POOL_MIN_EVENTS`` events -- chunked and BM25-encoded in a worker process (``Indexer.pool``):
-writing points into Qdrant Edge holds this process's GIL, so that is the only place the other
-core can help.  Progress only counts batches whose write finished.
+Throughput.  While one batch is written, the next is read and prepared: decoded, chunked,
+BM25-encoded and its payloads put in the store's form (``Indexer.index_events``), for a replay of
+more than ``POOL_MIN_EVENTS`` events in a worker process (``Indexer.pool``).  Writing points into
+Qdrant Edge holds this process's GIL, so this process keeps only what the write needs: reading the
+bus, building the points and the write.  Progress only counts batches whose write finished.
 
 Progress (events done/total, rate, ETA, the last sequence read) is written to the ``replays`` KV
 record about once a second.  A replay whose indexer died resumes after that sequence when the
@@ -31,6 +32,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -40,15 +42,21 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
-from pydantic import ValidationError
 
 from showroom.common.bus import MSG_ID_HEADER, kv_get, kv_update
-from showroom.common.events import PageIndexed, PageScraped, ReplayFinished, ReplaySpec, utcnow
+from showroom.common.events import PageScraped, ReplayFinished, ReplaySpec, utcnow
 from showroom.common.replays import ReplayProgress, ReplayState, ReplayStatus
 from showroom.common.service import INSTANCE
 from showroom.common.topology import Streams, Subjects
 from showroom.indexer.embedding import Embedder
-from showroom.indexer.indexing import EmbedderFactory, Indexer, prepare_in_worker
+from showroom.indexer.indexing import (
+    EmbedderFactory,
+    IndexedCounts,
+    Indexer,
+    RawEvent,
+    decode_events,
+    prepare_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +66,11 @@ ReExtract = Callable[[PageScraped], Awaitable[PageScraped]]
 PROGRESS_EVERY_S = 1.0
 ORPHANED_AFTER_S = 15.0
 """A running replay whose runner has not written progress for this long is taken over."""
+PIPELINE_DEPTH = 3
+"""Batches under way at once (see ``_drain``)."""
 POOL_MIN_EVENTS = 5_000
-"""A replay with more events than this to go chunks in a worker process (starting one costs ~1 s)."""
+"""A replay with more events than this to go prepares them in a worker process (starting one
+costs ~1 s)."""
 
 
 def orphaned(state: ReplayState) -> bool:
@@ -119,11 +130,9 @@ class _Batch:
     """One fetched batch: what it counts for progress, and its indexing (``task``) once started."""
 
     done: int = 0
-    skipped: int = 0
     position: int = 0
-    pages: list[PageScraped] = field(default_factory=list)
-    seqs: list[int | None] = field(default_factory=list)
-    task: asyncio.Task[list[PageIndexed]] | None = None
+    events: list[RawEvent] = field(default_factory=list)
+    task: asyncio.Task[IndexedCounts] | None = None
 
 
 class ReplayRunner:
@@ -137,7 +146,7 @@ class ReplayRunner:
         live: Indexer,
         embedder_factory: EmbedderFactory,
         *,
-        batch_size: int = 256,
+        batch_size: int = 1024,
         re_extract: ReExtract | None = None,
         workers: int | None = None,
     ) -> None:
@@ -181,7 +190,8 @@ class ReplayRunner:
         try:
             target.pool = await self._pool(reader, spec, state.progress.position)
             if target.pool is not None:  # the worker starts (imports, BM25 model) while the first batch is read
-                target.pool.submit(prepare_in_worker, [], [], target.chunk_words, target.sparse.avg_len)
+                encode = type(target.store).encode_payload
+                target.pool.submit(prepare_events, [], target.chunk_words, target.sparse.avg_len, encode)
             state = await self._drain(state, reader, target, started, done_at_start)
             if spec.should_swap:
                 await self.live.store.swap_alias(state.target_collection)
@@ -261,31 +271,29 @@ class ReplayRunner:
     ) -> ReplayState:
         """Read and index events until the stream (or the spec's end) is reached.
 
-        A batch is indexed while the next one is read (and chunked); progress, the resume
-        position included, moves only when a batch's write has finished.
+        Up to ``PIPELINE_DEPTH`` batches are under way at once: one being written while the next
+        ones are prepared, so neither this process nor the worker waits for the other.  Progress,
+        the resume position included, moves only when a batch's write has finished, in order.
         """
         spec, progress = state.spec, state.progress.model_copy()
         last_report = time.monotonic()
-        writing: _Batch | None = None
+        under_way: deque[_Batch] = deque()
         try:
             while True:
                 if state.replay_id in self._cancelled:
                     raise ReplayCancelledError
-                batch, stop = self._decode(spec, await reader.next())
-                if batch.pages:
+                batch, stop = self._collect(spec, await reader.next())
+                if batch.events:
                     batch.task = asyncio.create_task(self._index(spec, target, batch))
-                if writing is not None:
-                    await self._settle(writing, progress)
-                writing = batch
-                if stop:
-                    writing = None
-                    await self._settle(batch, progress)
+                under_way.append(batch)
+                while under_way and (stop or len(under_way) >= PIPELINE_DEPTH):
+                    await self._settle(under_way.popleft(), progress)
                 now = time.monotonic()
                 if stop or now - last_report >= PROGRESS_EVERY_S:
                     last_report = now
                     pending = await reader.pending()
                     # What is read but not yet written counts as pending.
-                    pending += writing.done if writing is not None else 0
+                    pending += sum(b.done for b in under_way)
                     progress.total = progress.done + pending
                     elapsed = max(now - started, 1e-6)
                     progress.rate = round((progress.done - done_at_start) / elapsed, 1)
@@ -297,15 +305,15 @@ class ReplayRunner:
                     state.progress = progress
                     return state
         finally:
-            if writing is not None and writing.task is not None:
-                writing.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await writing.task
+            for batch in under_way:
+                if batch.task is not None:
+                    batch.task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await batch.task
 
-    def _decode(self, spec: ReplaySpec, msgs: list[Msg]) -> tuple[_Batch, bool]:
-        """The batch's newest event per URL; ``True`` when the replay's end is reached."""
+    def _collect(self, spec: ReplaySpec, msgs: list[Msg]) -> tuple[_Batch, bool]:
+        """The batch's events up to the replay's end; ``True`` when that end is reached."""
         batch, stop = _Batch(), not msgs
-        latest: dict[str, tuple[int, PageScraped]] = {}
         for msg in msgs:
             seq = msg.metadata.sequence.stream
             if self._past_end(spec, seq, msg.metadata.timestamp):
@@ -313,32 +321,26 @@ class ReplayRunner:
                 break
             batch.done += 1
             batch.position = seq
-            try:
-                page = PageScraped.model_validate_json(msg.data)
-            except ValidationError:
-                batch.skipped += 1
-                continue
-            if page.url in latest:
-                batch.skipped += 1  # superseded within this batch
-            latest[page.url] = (seq, page)
-        batch.pages = [p for _, p in latest.values()]
-        batch.seqs = [s for s, _ in latest.values()]
+            batch.events.append((seq, msg.data))
         return batch, stop
 
-    async def _index(self, spec: ReplaySpec, target: Indexer, batch: _Batch) -> list[PageIndexed]:
-        pages = batch.pages
-        if spec.re_extract and self.re_extract is not None:
-            pages = list(await asyncio.gather(*(self.re_extract(p) for p in pages)))
-        return await target.index_pages(pages, batch.seqs)
+    async def _index(self, spec: ReplaySpec, target: Indexer, batch: _Batch) -> IndexedCounts:
+        if not (spec.re_extract and self.re_extract is not None):
+            return await target.index_events(batch.events)
+        # Re-extraction reads the archive from this process: the events are decoded here.
+        pages, seqs, skipped = decode_events(batch.events)
+        pages = list(await asyncio.gather(*(self.re_extract(p) for p in pages)))
+        results = await target.index_pages(pages, seqs)
+        unchanged = sum(r.unchanged for r in results)
+        return IndexedCounts(len(results) - unchanged, unchanged, skipped)
 
     @staticmethod
     async def _settle(batch: _Batch, progress: ReplayProgress) -> None:
         """Wait for ``batch``'s write, then count it."""
-        results = await batch.task if batch.task is not None else []
-        indexed = sum(not r.unchanged for r in results)
+        counts = await batch.task if batch.task is not None else IndexedCounts(0, 0, 0)
         progress.done += batch.done
-        progress.skipped += batch.skipped + len(results) - indexed
-        progress.indexed += indexed
+        progress.skipped += counts.skipped + counts.unchanged
+        progress.indexed += counts.indexed
         if batch.position:
             progress.position = batch.position
 

@@ -32,12 +32,13 @@ import re
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from pydantic_core import to_json
 
 __all__ = [
     "DENSE",
@@ -46,6 +47,7 @@ __all__ = [
     "EdgeChunkStore",
     "ModelMismatchError",
     "PageWrite",
+    "PayloadEncoder",
     "ProductQuery",
     "QdrantChunkStore",
     "SearchFilter",
@@ -62,17 +64,21 @@ RRF_K = 60
 #: Payload fields with an index (where the backend uses them): filters and the product search.
 #: Flags are filtered as keywords (``kind``: product|page, ``stock``: in|out), not booleans:
 #: qdrant-edge-py 0.9 turns ``MatchValue(True)`` into the integer 1, which matches no boolean.
-KEYWORD_FIELDS = ("url", "brand", "category", "content_hash", "kind", "stock")
+KEYWORD_FIELDS = ("url", "brand", "category", "kind", "stock")
 INTEGER_FIELDS = ("chunk_index",)
 FLOAT_FIELDS = ("price",)
 #: Qdrant Edge keeps these payload fields as fields of their own (filters, indexes); the rest of
 #: a chunk's payload is stored as one JSON string under ``PACKED`` and unpacked on every read, so
 #: callers see the same payload either way.  Why: qdrant-edge-py 0.9 converts a payload from
 #: Python value by value, trying bool, ints and float before str, with an exception per miss
-#: (~2-5 us a value, GIL held).  A chunk's ~25 values cost ~3x more than one JSON string and the
-#: native fields: the bulk of a replay's time (bench/replay.py).  Filtering on another field
-#: means adding it to the lists above.
+#: (~2-5 us a value, GIL held), and each indexed value costs the write too.  A chunk's ~25
+#: values cost ~3x more than one JSON string and the native fields: the bulk of a replay's time
+#: (bench/replay.py).  Filtering on another field means adding it to the lists above.
 NATIVE_FIELDS = frozenset(KEYWORD_FIELDS + INTEGER_FIELDS + FLOAT_FIELDS)
+#: Only product search filters on these, and it reads first chunks only (``chunk_index`` 0): on
+#: the other chunks they stay packed.
+FIRST_CHUNK_ONLY = frozenset(("kind", "stock", "price"))
+NATIVE_AFTER_FIRST = NATIVE_FIELDS - FIRST_CHUNK_ONLY
 PACKED = "_packed"
 
 
@@ -93,12 +99,11 @@ def point_id(url: str, chunk_index: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-@dataclass(frozen=True)
-class Sparse:
-    """A sparse vector: BM25 term weights by hashed token id."""
+class Sparse(NamedTuple):
+    """A sparse vector: BM25 term weights by hashed token id (lists, or arrays: see ``sparse.py``)."""
 
-    indices: list[int]
-    values: list[float]
+    indices: Sequence[int]
+    values: Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,10 @@ class ProductQuery:
     limit: int = 50
 
 
+PayloadEncoder = Callable[[str, int, dict[str, Any]], Any]
+"""A chunk's payload (given its URL and chunk index) as a store stores it: ``encode_payload``."""
+
+
 @dataclass(frozen=True)
 class PageWrite:
     """One page's new chunks, for :meth:`ChunkStore.replace_pages`."""
@@ -131,10 +140,17 @@ class PageWrite:
     url: str
     dense: np.ndarray
     sparse: Sequence[Sparse]
-    payloads: Sequence[dict[str, Any]]
+    payloads: Sequence[Any]
     had_chunks: int | None = None
     """How many chunks the store held for the page (``None``: unknown).  Surplus chunks are
     deleted only when it held more than it gets, so a page new to the store costs one upsert."""
+    encoded: bool = False
+    """``payloads`` went through the store's ``encode_payload`` already (in a replay's worker)."""
+
+    def stored_payloads(self, encode: PayloadEncoder) -> Sequence[Any]:
+        if self.encoded:
+            return self.payloads
+        return [encode(self.url, i, payload) for i, payload in enumerate(self.payloads)]
 
     @property
     def may_leave_surplus(self) -> bool:
@@ -169,14 +185,12 @@ def _matches_text(payload: dict[str, Any], text: str | None) -> bool:
     return all(word in haystack for word in text.lower().split())
 
 
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 def _pack(payload: dict[str, Any]) -> dict[str, Any]:
-    """A payload as Qdrant Edge stores it: ``NATIVE_FIELDS`` as they are, the rest as one JSON string."""
-    native = {k: v for k, v in payload.items() if k in NATIVE_FIELDS}
-    rest = {k: v for k, v in payload.items() if k not in NATIVE_FIELDS}
-    native[PACKED] = _to_json(rest)
+    """A chunk's payload as Qdrant Edge stores it: the fields filters use as they are (see
+    ``NATIVE_FIELDS``), the rest as one JSON string (pydantic-core's encoder: ~2x ``json``'s)."""
+    fields = NATIVE_FIELDS if payload.get("chunk_index") == 0 else NATIVE_AFTER_FIRST
+    native = {k: v for k, v in payload.items() if k in fields}
+    native[PACKED] = to_json({k: v for k, v in payload.items() if k not in fields}).decode()
     return native
 
 
@@ -286,6 +300,12 @@ class ChunkStore(ABC):
     async def replace_pages(self, writes: Sequence[PageWrite]) -> None:
         """:meth:`replace_page` for many pages: one upsert for all their points."""
 
+    @staticmethod
+    @abstractmethod
+    def encode_payload(url: str, chunk_index: int, payload: dict[str, Any]) -> Any:
+        """A chunk's payload as this backend stores it, its URL and index included.  A plain
+        function of its arguments, so a replay's worker process can call it."""
+
     @abstractmethod
     async def search(
         self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
@@ -326,7 +346,6 @@ class EdgeChunkStore(ChunkStore):
         # One open per shard: Qdrant Edge locks a shard's WAL, so two concurrent first searches
         # that both tried to load it would see the second fail ("Can't init WAL: WouldBlock").
         self._opening = asyncio.Lock()
-        self._optimized_at: dict[str, int] = {}
 
     # versions
     @property
@@ -416,10 +435,9 @@ class EdgeChunkStore(ChunkStore):
             for w in writes:
                 self._check_dim(w.dense)
                 vectors = w.dense.tolist()
-                for i, payload in enumerate(w.payloads):
+                for i, payload in enumerate(w.stored_payloads(self.encode_payload)):
                     sparse = q.SparseVector(w.sparse[i].indices, w.sparse[i].values)
-                    points.append(q.Point(point_id(w.url, i), {DENSE: vectors[i], SPARSE: sparse},
-                                          _pack(dict(payload, url=w.url, chunk_index=i))))  # fmt: skip
+                    points.append(q.Point(point_id(w.url, i), {DENSE: vectors[i], SPARSE: sparse}, payload))
                 if w.may_leave_surplus:
                     surplus = q.FieldCondition("chunk_index", range=q.RangeFloat(gte=len(w.payloads)))
                     stale.append(q.Filter(must=[self._eq("url", w.url), surplus]))
@@ -434,6 +452,10 @@ class EdgeChunkStore(ChunkStore):
 
         async with self._write_lock:
             await asyncio.to_thread(write, await self._shard())
+
+    @staticmethod
+    def encode_payload(url: str, chunk_index: int, payload: dict[str, Any]) -> Any:
+        return _pack(dict(payload, url=url, chunk_index=chunk_index))
 
     async def search(
         self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
@@ -619,10 +641,10 @@ class QdrantChunkStore(ChunkStore):
         for w in writes:
             self._check_dim(w.dense)
             vectors = w.dense.tolist()
-            for i, payload in enumerate(w.payloads):
+            for i, payload in enumerate(w.stored_payloads(self.encode_payload)):
                 sparse = m.SparseVector(indices=w.sparse[i].indices, values=w.sparse[i].values)
                 points.append(m.PointStruct(id=point_id(w.url, i), vector={DENSE: vectors[i], SPARSE: sparse},
-                                            payload=dict(payload, url=w.url, chunk_index=i)))  # fmt: skip
+                                            payload=payload))  # fmt: skip
             if w.may_leave_surplus:
                 surplus = m.FieldCondition(key="chunk_index", range=m.Range(gte=len(w.payloads)))
                 stale.append(m.Filter(must=[self._eq("url", w.url), surplus]))
@@ -631,6 +653,10 @@ class QdrantChunkStore(ChunkStore):
                 await self.client.upsert(self._name, points=points, wait=True)
             for flt in stale:
                 await self.client.delete(self._name, points_selector=m.FilterSelector(filter=flt), wait=True)
+
+    @staticmethod
+    def encode_payload(url: str, chunk_index: int, payload: dict[str, Any]) -> Any:
+        return dict(payload, url=url, chunk_index=chunk_index)
 
     async def search(
         self, dense: np.ndarray, sparse: Sparse | None, top_k: int, flt: SearchFilter | None = None
