@@ -266,3 +266,36 @@ async def test_raw_events_are_stored_as_the_pages_themselves_would_be(store: Chu
     products = await replay.products(ProductSearchRequest(max_price=400, in_stock=True))
     assert [p.name for p in products.products] == ["NW-8"]
     await other.close()
+
+
+async def test_an_edge_shard_is_flushed_as_points_accumulate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from showroom.indexer import store as store_module
+
+    monkeypatch.setattr(store_module, "FLUSH_AFTER_POINTS", 5)
+    s = make_store("edge", tmp_path)
+    await s.ensure_collection("hashing-v1", 64)
+    version = await s.current_version()
+    assert version is not None
+    flushes: list[str] = []
+
+    class Spy:
+        def __init__(self, shard: object) -> None:
+            self.shard = shard
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.shard, name)
+
+        def flush(self) -> None:
+            flushes.append(version)
+            self.shard.flush()  # type: ignore[attr-defined]
+
+    s._shards[version] = Spy(await s._shard())  # type: ignore[attr-defined]
+    indexer = Indexer(s, HashingEmbedder(64), 60)
+    await indexer.index_pages([page(f"http://s/{i}", f"Page {i}.") for i in range(3)])  # 3 points
+    assert flushes == []
+    await indexer.index_pages([page(f"http://s/{i}", f"Page {i}.") for i in range(3, 6)])  # 6 in all
+    assert flushes == [version]
+    monkeypatch.setattr(store_module, "FLUSH_AFTER_S", 0.0)  # a slow trickle is flushed too
+    await indexer.index_pages([page("http://s/late", "A late page.")])
+    assert flushes == [version, version]
+    await s.close()

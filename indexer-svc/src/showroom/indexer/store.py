@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -80,6 +81,12 @@ NATIVE_FIELDS = frozenset(KEYWORD_FIELDS + INTEGER_FIELDS + FLOAT_FIELDS)
 FIRST_CHUNK_ONLY = frozenset(("kind", "stock", "price"))
 NATIVE_AFTER_FIRST = NATIVE_FIELDS - FIRST_CHUNK_ONLY
 PACKED = "_packed"
+#: Qdrant Edge keeps every update in its write-ahead log until the shard is flushed.  A log that
+#: only grows makes each upsert slower (27 -> 47 us a point from 0 to 200k points here, 31 with a
+#: flush every 20k) and a restart replay all of it, so a shard is flushed after this many points
+#: written, or at the first write this long after its oldest unflushed one.
+FLUSH_AFTER_POINTS = 20_000
+FLUSH_AFTER_S = 60.0
 
 
 class ModelMismatchError(RuntimeError):
@@ -346,6 +353,8 @@ class EdgeChunkStore(ChunkStore):
         # One open per shard: Qdrant Edge locks a shard's WAL, so two concurrent first searches
         # that both tried to load it would see the second fail ("Can't init WAL: WouldBlock").
         self._opening = asyncio.Lock()
+        self._unflushed: dict[str, tuple[int, float]] = {}
+        """Per version: points written since its last flush, and when the first of them was."""
 
     # versions
     @property
@@ -398,8 +407,9 @@ class EdgeChunkStore(ChunkStore):
     async def version_meta(self, version: str) -> dict[str, Any]:
         return json.loads((self.base / version / "meta.json").read_text())
 
-    async def _shard(self) -> Any:
-        version = await self.current_version()
+    async def _shard(self, version: str | None = None) -> Any:
+        """The open shard of ``version`` (by default, the one reads and writes go to)."""
+        version = version or await self.current_version()
         if version is None:
             raise RuntimeError(f"collection {self.collection!r} has no version yet: call ensure_collection()")
         shard = self._shards.get(version)
@@ -443,15 +453,26 @@ class EdgeChunkStore(ChunkStore):
                     stale.append(q.Filter(must=[self._eq("url", w.url), surplus]))
             return points, stale
 
-        def write(shard: Any) -> None:
+        def write(shard: Any, version: str) -> None:
             points, stale = build()
             if points:
                 shard.update(q.UpdateOperation.upsert_points(points))
             for flt in stale:
                 shard.update(q.UpdateOperation.delete_points_by_filter(flt))
+            now = time.monotonic()
+            written, since = self._unflushed.get(version, (0, now))
+            written += len(points) + len(stale)
+            if written >= FLUSH_AFTER_POINTS or now - since >= FLUSH_AFTER_S:
+                shard.flush()
+                self._unflushed.pop(version, None)
+            else:
+                self._unflushed[version] = (written, since)
 
         async with self._write_lock:
-            await asyncio.to_thread(write, await self._shard())
+            version = await self.current_version()
+            shard = await self._shard(version)
+            assert version is not None  # else _shard() raised
+            await asyncio.to_thread(write, shard, version)
 
     @staticmethod
     def encode_payload(url: str, chunk_index: int, payload: dict[str, Any]) -> Any:
