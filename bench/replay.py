@@ -132,6 +132,9 @@ async def main() -> None:
             await ensure_topology(js)
             docs = events(args.events)
             rate = await publish_all(js, docs)
+            # An indexer holds none of them: 100k live models would only slow its garbage collector.
+            subset = docs[: args.embedded_events]
+            del docs
             info = await js.stream_info("PAGES")
             print(f"PAGES: {info.state.messages} events, {info.state.bytes / 1e6:.0f} MB (published at {rate:,.0f}/s)")
 
@@ -145,7 +148,6 @@ async def main() -> None:
             if not args.embedded_events:
                 return
             minilm = load_embedder("minilm")
-            subset = docs[: args.embedded_events]
             texts = [c.text for d in subset for c in chunk_page(d, 180)]
             minilm.embed(texts[:16])  # warm-up
             t0 = time.perf_counter()
