@@ -299,3 +299,31 @@ async def test_an_edge_shard_is_flushed_as_points_accumulate(tmp_path: Path, mon
     await indexer.index_pages([page("http://s/late", "A late page.")])
     assert flushes == [version, version]
     await s.close()
+
+
+async def test_two_indexers_writing_one_version_keep_each_pages_newest_event(store: ChunkStore) -> None:
+    # After a replay's swap, the live path and the replay's last pass write the same version
+    # through two Indexers.  An older event whose batch looked the page up before a newer one was
+    # written must not overwrite it when its (slow) embedding is done.
+    embedding = threading.Event()
+    release = threading.Event()
+
+    class Slow(HashingEmbedder):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            embedding.set()
+            release.wait(10)
+            return super().embed(texts)
+
+    url = "http://s/page"
+    replay = Indexer(store, Slow(64), 60)
+    live = Indexer(store, HashingEmbedder(64), 60)
+    older = asyncio.create_task(replay.index_pages([page(url, "Older words.", h="older")], [7]))
+    await asyncio.to_thread(embedding.wait, 10)  # looked up, now embedding
+    newer = asyncio.create_task(live.index_pages([page(url, "Newer words.", h="newer")], [9]))
+    # The newer batch's chance to write first, if nothing stops it (it waits for the older one's).
+    await asyncio.wait({newer}, timeout=0.2)
+    release.set()
+    (first,), (second,) = await asyncio.gather(older, newer)
+    assert not first.unchanged and not second.unchanged
+    held = await store.page_version(url)
+    assert held is not None and (held["content_hash"], held["stream_seq"]) == ("newer", 9)

@@ -19,12 +19,15 @@ neither the store nor the dense model, so given a process pool (``pool``, a repl
 there, and a replay prepares one batch while the last one is written (see ``replay.py``); what
 comes back is only what the write needs.
 
-Overlapping batches.  Two batches may be in flight at once (the live path runs two; a replay
-pipelines its own), so one embeds while the other looks up, chunks and writes; embedding itself
+Overlapping batches.  Several batches may be in flight at once (the live path runs two; a replay
+pipelines its own), so one embeds while another looks up, chunks and writes; embedding itself
 takes one batch at a time.  What must stay in order is per URL: a batch that holds a URL an
-earlier batch is still writing waits for that write before its point lookup (``_writing``), so it
-sees what the earlier one wrote -- a page's short version after its long one deletes the long
-one's surplus chunks.  Batches of other URLs never wait for each other.
+earlier batch is still writing waits for that write before its point lookup, so it sees what the
+earlier one wrote -- a page's short version after its long one deletes the long one's surplus
+chunks, and an older event is skipped rather than written over a newer one.  The claims live on
+the store (``ChunkStore.claims``, per version and URL), so they hold between Indexers too: after a
+replay's swap, the live path and the replay's last pass write the same version.  Batches of other
+URLs never wait for each other.
 
 Lineage.  Every chunk records the page event it came from (stream sequence, event id, fetch
 mode), so a citation leads back to the exact fetch.  A page event older than the version a
@@ -271,8 +274,6 @@ class Indexer:
         self.store = store
         self.pool = pool
         """Where :meth:`index_events` prepares its events (``None``: in a thread of this process)."""
-        self._writing: dict[str, asyncio.Future[None]] = {}
-        """URL -> done when the latest batch holding it has written (or failed)."""
         self._last_turn: asyncio.Future[None] | None = None
         """Done when the latest :meth:`index_events` call has taken its turn for its URLs."""
         self._batches = asyncio.Semaphore(2)
@@ -384,7 +385,7 @@ class Indexer:
         seqs = seqs or [None] * len(pages)
         version = await self.follow_alias()
         chunk_words = self.chunk_words
-        async with self._turn({p.url for p in pages}):
+        async with self._turn(version, {p.url for p in pages}):
 
             def prepare(i: int) -> PreparedPage:
                 return prepare_pages([pages[i]], [seqs[i]], chunk_words)[0]
@@ -427,7 +428,7 @@ class Indexer:
                 batch = await asyncio.to_thread(*call)
             if before is not None:
                 await before
-            async with self._turn({p.url for p in batch.pages}, turn_taken):
+            async with self._turn(version, {p.url for p in batch.pages}, turn_taken):
                 work, _ = await self._write(batch.pages, batch.seqs, version, chunk_words, batch.prepared.__getitem__)
         finally:
             if not turn_taken.done():  # failed before its turn: the next call need not wait
@@ -436,13 +437,17 @@ class Indexer:
         return IndexedCounts(indexed, len(work) - indexed, batch.skipped)
 
     @contextlib.asynccontextmanager
-    async def _turn(self, urls: set[str], taken: asyncio.Future[None] | None = None) -> AsyncIterator[None]:
-        """Wait for the batches before this one that are writing any of ``urls``; the batches after
-        it that hold one of them wait for this one's write (or failure).  ``taken`` is resolved
-        once this batch's claim on ``urls`` is in place."""
+    async def _turn(
+        self, version: str, urls: set[str], taken: asyncio.Future[None] | None = None
+    ) -> AsyncIterator[None]:
+        """Wait for the batches before this one (of any Indexer) that are writing any of ``urls``
+        into ``version``; the batches after it that hold one of them wait for this one's write (or
+        failure).  ``taken`` is resolved once this batch's claims are in place."""
+        claims = self.store.claims
+        keys = [(version, url) for url in urls]
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        earlier = {f for u in urls if (f := self._writing.get(u)) is not None}
-        self._writing.update(dict.fromkeys(urls, written))
+        earlier = {f for k in keys if (f := claims.get(k)) is not None}
+        claims.update(dict.fromkeys(keys, written))
         if taken is not None:
             taken.set_result(None)
         try:
@@ -451,9 +456,9 @@ class Indexer:
             yield
         finally:
             written.set_result(None)
-            for url in urls:
-                if self._writing.get(url) is written:
-                    del self._writing[url]
+            for key in keys:
+                if claims.get(key) is written:
+                    del claims[key]
 
     async def _write(
         self,

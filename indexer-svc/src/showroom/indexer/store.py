@@ -224,11 +224,14 @@ class ChunkStore(ABC):
         # another replace of the same page.
         self._write_lock = asyncio.Lock()
         self._pinned: str | None = None
+        self.claims: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """(version, URL) -> done when the latest indexing batch holding that page has written it
+        (or failed): how batches take turns per page (``Indexer._turn``), shared by pinned views."""
 
     def pinned(self, version: str) -> ChunkStore:
         """A view of this store that reads and writes ``version`` whatever the alias says.
 
-        It shares connections, open shards and the write lock with this store.  A replay fills a
+        It shares connections, open shards, the write lock and the claims with this store.  A replay fills a
         new version through one; an indexer batch pins the version it started on, so a swap in
         the middle of a batch cannot mix two configurations in one collection.
         """
