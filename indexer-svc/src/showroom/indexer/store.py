@@ -398,6 +398,7 @@ class EdgeChunkStore(ChunkStore):
     async def drop_version(self, version: str) -> None:
         await self._check_droppable(version)
         async with self._write_lock:
+            self._unflushed.pop(version, None)
             if shard := self._shards.pop(version, None):
                 await asyncio.to_thread(shard.close)
             await asyncio.to_thread(shutil.rmtree, self.base / version)
@@ -557,6 +558,7 @@ class EdgeChunkStore(ChunkStore):
             await asyncio.to_thread(shard.flush)
             shard.close()
         self._shards.clear()
+        self._unflushed.clear()
 
 
 def _write_json(path: Path, obj: object) -> None:
