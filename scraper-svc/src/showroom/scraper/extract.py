@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 import lxml.html
+from bs4 import Tag
 from lxml.html import HtmlElement
 from markdownify import markdownify
 
@@ -126,11 +127,25 @@ def _main_element(doc: HtmlElement) -> HtmlElement | None:
     return None
 
 
+class _Tag(Tag):
+    """markdownify asks every tag whether it sits in a ``<pre>`` (``find_parent("pre")``), and bs4 builds a
+    strainer for each such call: ~10% of a static page's scraping CPU.  Asked for a tag name alone, this one
+    walks up the parents instead; any other question goes to bs4."""
+
+    def find_parent(self, name=None, attrs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(name, str) and attrs is None and not kwargs:
+            return next((p for p in self.parents if p.name == name), None)
+        return super().find_parent(name, attrs, **kwargs)
+
+
+_BS4_OPTIONS = {"features": "lxml", "element_classes": {Tag: _Tag}}
+
+
 def _markdown(main: HtmlElement) -> str:
     source = _ICON_GLYPHS.sub("", lxml.html.tostring(main, encoding="unicode"))
     # lxml builds markdownify's tree ~30% faster than bs4's default html.parser; the same markdown for
     # every shop fixture and demo page (``source`` is lxml's own serialisation, already well formed).
-    md = markdownify(source, heading_style="ATX", strip=["img", "a"], bs4_options="lxml")
+    md = markdownify(source, heading_style="ATX", strip=["img", "a"], bs4_options=_BS4_OPTIONS)
     md = re.sub(r"[ \t]+\n", "\n", md)
     md = re.sub(r"(?m)^ (?=\S)", "", md)  # a stray space left where an inline icon was
     return re.sub(r"\n{3,}", "\n\n", md).strip()
