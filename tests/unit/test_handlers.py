@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
+import anyio.to_thread
 import pytest
-from faststream.nats import TestNatsBroker
+from faststream.nats import NatsBroker, NatsMessage, TestNatsBroker
 
+from showroom.common.bus import Message
 from showroom.common.events import Answer, AskRequest, SearchHit, SearchRequest, SearchResponse
 
 
@@ -41,3 +46,45 @@ async def test_rag_refuses_without_evidence(rag) -> None:  # type: ignore[no-unt
         answer = Answer.model_validate_json(reply.body)
         assert answer.answer.startswith("I don't know")
         assert answer.citations == []
+
+
+@pytest.mark.parametrize("annotation", ["Message", "NatsMessage"])
+async def test_a_handler_gets_its_message_without_a_worker_thread(annotation: str) -> None:
+    """FastStream resolves its own ``NatsMessage`` in a worker thread (~170 µs of CPU a message); the services'
+    ``Message`` resolves on the event loop, so it is delivered even while no worker thread can be had."""
+    broker = NatsBroker()
+    received: list[bytes] = []
+
+    if annotation == "Message":
+
+        @broker.subscriber("probe")
+        async def probe(msg: Message) -> None:
+            received.append(msg.body)
+
+    else:
+
+        @broker.subscriber("probe")
+        async def probe(msg: NatsMessage) -> None:  # type: ignore[no-redef]
+            received.append(msg.body)
+
+    async with TestNatsBroker(broker) as br:
+        delivered = await _delivered_without_threads(br.publish(b"ping", "probe"))
+    if annotation == "Message":
+        assert delivered and received == [b"ping"]
+    else:
+        assert not delivered and received == []  # FastStream's own waits for a thread
+
+
+async def _delivered_without_threads(publish: Coroutine[Any, Any, Any]) -> bool:
+    """Whether ``publish`` completes within 2 s while anyio's worker threads are all taken."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    tokens = limiter.total_tokens
+    limiter.total_tokens = 1
+    try:
+        async with limiter:  # holds the only token
+            task = asyncio.create_task(publish)
+            done, _ = await asyncio.wait([task], timeout=2)
+            task.cancel()
+            return bool(done)
+    finally:
+        limiter.total_tokens = tokens

@@ -8,10 +8,10 @@ import logging
 from typing import Any
 
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, PullSub
 from nats.js import JetStreamContext
 
-from showroom.common.bus import bind_trace, dead_letters, decode, kv_get, kv_keys, make_broker, publish_event
+from showroom.common.bus import Message, bind_trace, dead_letters, decode, kv_get, kv_keys, make_broker, publish_event
 from showroom.common.errors import PermanentError
 from showroom.common.events import (
     PageScraped,
@@ -52,7 +52,7 @@ PAGE_DELIVERIES = 5
     max_workers=settings.index_concurrency,
 )
 @dead_letters(broker, SERVICE, max_deliver=PAGE_DELIVERIES, max_bytes=settings.max_event_bytes)
-async def on_page_scraped(msg: NatsMessage) -> None:
+async def on_page_scraped(msg: Message) -> None:
     page = decode(msg, PageScraped)
     bind_trace(page)
     if len(page.markdown) > settings.index_max_markdown_chars:
@@ -82,7 +82,7 @@ async def on_page_scraped(msg: NatsMessage) -> None:
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
 @dead_letters(broker, SERVICE, max_deliver=PAGE_DELIVERIES, max_bytes=settings.max_event_bytes)
-async def on_replay_requested(msg: NatsMessage) -> None:
+async def on_replay_requested(msg: Message) -> None:
     """Start the replay in the background: it runs for minutes, its progress lives in KV."""
     request = decode(msg, ReplayRequested)
     bind_trace(request)

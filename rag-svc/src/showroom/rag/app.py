@@ -15,10 +15,10 @@ import json
 import logging
 
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, PullSub
 
 from showroom.common.answercache import IndexGeneration, answer_key, question_answered
-from showroom.common.bus import dead_letters, decode, make_broker, publish_event
+from showroom.common.bus import Message, dead_letters, decode, make_broker, publish_event
 from showroom.common.events import (
     Answer,
     AskRequest,
@@ -194,7 +194,7 @@ async def on_ask_stream(request: AskStreamRequest) -> None:
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
 @dead_letters(broker, "rag-svc", max_deliver=INVALIDATION_DELIVERIES, max_bytes=settings.max_event_bytes)
-async def on_page_indexed(msg: NatsMessage) -> None:
+async def on_page_indexed(msg: Message) -> None:
     """A re-indexed page makes every cached answer citing it stale."""
     event = decode(msg, PageIndexed)
     if event.unchanged or (cache := _deps.get("cache")) is None:

@@ -7,9 +7,9 @@ import logging
 import httpx
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
-from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, PullSub
 
-from showroom.common.bus import bind_trace, dead_letters, decode, make_broker
+from showroom.common.bus import Message, bind_trace, dead_letters, decode, make_broker
 from showroom.common.events import CrawlRequested, FetchTask, PageFailed, PageIndexed, PageScraped, PageUnchanged
 from showroom.common.inflight import InflightCounter
 from showroom.common.service import build_app
@@ -59,14 +59,14 @@ SEED_DELIVERIES = 5
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
 @_guard(SERVICE, SEED_DELIVERIES)
-async def on_crawl_requested(msg: NatsMessage) -> None:
+async def on_crawl_requested(msg: Message) -> None:
     event = decode(msg, CrawlRequested)
     bind_trace(event)
     await crawler().seed(event)
 
 
 @_guard(SERVICE, -1)  # a URL's attempts are bounded in crawl_urls; politeness deferrals redeliver too
-async def _fetch(msg: NatsMessage) -> None:
+async def _fetch(msg: Message) -> None:
     task = decode(msg, FetchTask)
     bind_trace(task)
     try:
@@ -90,14 +90,14 @@ _FRONTIER = {
 @broker.subscriber(
     "frontier.normal.*", stream=_stream(Streams.FRONTIER.name), durable=Durables.SCRAPER_FRONTIER, **_FRONTIER
 )
-async def on_fetch_task(msg: NatsMessage) -> None:
+async def on_fetch_task(msg: Message) -> None:
     await _fetch(msg)
 
 
 @broker.subscriber(
     "frontier.high.*", stream=_stream(Streams.FRONTIER.name), durable=Durables.SCRAPER_FRONTIER_HIGH, **_FRONTIER
 )
-async def on_fetch_task_high(msg: NatsMessage) -> None:
+async def on_fetch_task_high(msg: Message) -> None:
     """High-priority crawls have workers of their own, so a big normal crawl cannot starve them."""
     await _fetch(msg)
 
@@ -118,7 +118,7 @@ _PAGE_EVENTS = {"page.scraped.": PageScraped, "page.unchanged.": PageUnchanged, 
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
 @_guard("tracker", TRACKER_DELIVERIES)
-async def track_page(msg: NatsMessage) -> None:
+async def track_page(msg: Message) -> None:
     subject = msg.raw_message.subject
     model = next(m for prefix, m in _PAGE_EVENTS.items() if subject.startswith(prefix))
     event = decode(msg, model)
@@ -135,7 +135,7 @@ async def track_page(msg: NatsMessage) -> None:
     ack_policy=AckPolicy.NACK_ON_ERROR,
 )
 @_guard("tracker", TRACKER_DELIVERIES)
-async def track_indexed(msg: NatsMessage) -> None:
+async def track_indexed(msg: Message) -> None:
     event = decode(msg, PageIndexed)
     bind_trace(event)
     await tracker().on_indexed(event, msg.raw_message.metadata.sequence.stream)
