@@ -129,7 +129,7 @@ def _main_element(doc: HtmlElement) -> HtmlElement | None:
 
 class _Tag(Tag):
     """markdownify asks every tag whether it sits in a ``<pre>`` (``find_parent("pre")``), and bs4 builds a
-    strainer for each such call: ~10% of a static page's scraping CPU.  Asked for a tag name alone, this one
+    strainer for each such call: ~20% of the conversion's CPU.  Asked for a tag name alone, this one
     walks up the parents instead; any other question goes to bs4."""
 
     def find_parent(self, name=None, attrs=None, **kwargs):  # type: ignore[no-untyped-def]
