@@ -49,7 +49,7 @@ from showroom.common.events import (
     PageUnchanged,
     QuestionAnswered,
 )
-from showroom.common.topology import Durables, Streams
+from showroom.common.topology import Durables, Streams, open_bucket
 from showroom.metrics.metrics import EventTotals
 
 log = logging.getLogger(__name__)
@@ -134,18 +134,11 @@ class EventCounter:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     async def _bucket(self) -> KeyValue:
-        try:
-            return await self.js.key_value(STATE_BUCKET)
-        except Exception:  # not found; nats-py's error class differs by version
-            return await self.js.create_key_value(
-                KeyValueConfig(
-                    bucket=STATE_BUCKET,
-                    description="metrics-svc: event totals and the last stream sequence counted",
-                    history=1,
-                    replicas=self.replicas,
-                    storage=StorageType.FILE,
-                )
-            )
+        config = KeyValueConfig(
+            bucket=STATE_BUCKET, description="metrics-svc: event totals and the last stream sequence counted",
+            history=1, replicas=self.replicas, storage=StorageType.FILE,
+        )  # fmt: skip
+        return (await open_bucket(self.js, config))[0]
 
     async def _restore(self) -> bool:
         assert self._kv is not None

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from showroom.common.answercache import BUCKET, read_answer
 from showroom.common.bus import kv_update
 from showroom.common.events import Answer
-from showroom.common.topology import url_key
+from showroom.common.topology import open_bucket, url_key
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,11 @@ class AnswerCache:
 
     @classmethod
     async def open(cls, js: JetStreamContext, ttl_s: float, replicas: int = 1) -> AnswerCache:
-        try:
-            kv = await js.key_value(BUCKET)
-        except Exception:  # not found; nats-py's error class differs by version
-            kv = await js.create_key_value(
-                # direct: any replica serves a read itself (a hit is one read), not via the stream leader's API
-                KeyValueConfig(bucket=BUCKET, description="Answers by normalised question; u.<url> -> citing keys",
-                               ttl=ttl_s, replicas=replicas, storage=StorageType.FILE, direct=True)
-            )  # fmt: skip
-        return cls(kv)
+        config = KeyValueConfig(
+            bucket=BUCKET, description="Answers by normalised question; u.<url> -> citing keys", ttl=ttl_s,
+            replicas=replicas, storage=StorageType.FILE,
+        )  # fmt: skip
+        return cls((await open_bucket(js, config))[0])
 
     async def get(self, key: str) -> Answer | None:
         """The answer at ``key``, marked ``cached``; None on a miss."""
