@@ -70,7 +70,7 @@ async def _fetch(msg: Message) -> None:
     task = decode(msg, FetchTask)
     bind_trace(task)
     try:
-        await crawler().process(task)
+        await crawler().process(task, first_delivery=msg.raw_message.metadata.num_delivered == 1)
     except RetryLater as later:
         # Back to the frontier for a while; the URL's own attempt count bounds retries, not redeliveries.
         log.debug("%s deferred %.2fs: %s", task.url, later.wait, later.why)

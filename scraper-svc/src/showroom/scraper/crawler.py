@@ -172,11 +172,18 @@ class Crawler:
 
     # -- fetching ------------------------------------------------------------
 
-    async def process(self, task: FetchTask) -> Outcome:
+    async def process(self, task: FetchTask, first_delivery: bool = False) -> Outcome:
         """Fetch one URL and publish its page event.
 
         Raises RetryLater when the task should come back later: the host is
         busy, or the fetch failed in a way worth retrying.
+
+        A URL's attempts are counted in ``crawl_urls``.  A redelivered task may follow a scraper
+        that died fetching it, so its attempt is written before the fetch: a page that kills its
+        scraper is not fetched forever.  On a task's ``first_delivery`` nothing can have died yet,
+        and the count is written only if the attempt fails and is retried: one KV write less for
+        nearly every page.  A scraper killed during a first attempt leaves that attempt uncounted,
+        so such a page gets one attempt more than ``max_attempts``.
         """
         key = f"{task.crawl_id}.{url_key(task.url)}"
         url_state = await self._url_state(key)
@@ -192,7 +199,9 @@ class Crawler:
         delay = max(spec.host_delay_ms / 1000, await self.robots.crawl_delay(task.url))
         lease = await self.gate.acquire(host, spec.host_concurrency, delay)
         attempts = int(url_state.get("attempts", 0)) + 1
-        await self.urls.put(key, json.dumps(url_state | {"attempts": attempts}).encode())
+        counted = url_state | {"attempts": attempts}
+        if not first_delivery:
+            await self.urls.put(key, json.dumps(counted).encode())
         await self.inflight.begin(task.crawl_id)
         try:
             prev = await self._page_record(task.url)
@@ -200,6 +209,7 @@ class Crawler:
         except TransientFetchError as exc:
             if attempts < self.max_attempts:
                 wait = exc.retry_after or self.retry_base_s * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
+                await self._count_attempt(key, counted, first_delivery)
                 raise RetryLater(min(wait, 300), f"{exc} (attempt {attempts})") from exc
             return await self._fail(task, exc, attempts, key)
         except FetchError as exc:
@@ -207,12 +217,18 @@ class Crawler:
         except Exception as exc:  # a bug or an infrastructure fault: bounded by attempts like any other
             log.exception("unexpected error fetching %s", task.url)
             if attempts < self.max_attempts:
+                await self._count_attempt(key, counted, first_delivery)
                 raise RetryLater(self.retry_base_s * 2 ** (attempts - 1), repr(exc)) from exc
             return await self._fail(task, PermanentFetchError("internal_error", repr(exc)[:300]), attempts, key)
         finally:
             await self.gate.release(host, lease)
             await self.inflight.end(task.crawl_id)
         return await self._publish_page(task, spec, fetched, prev, key)
+
+    async def _count_attempt(self, key: str, counted: dict[str, object], first_delivery: bool) -> None:
+        """Record a failed attempt that will be retried (a redelivery recorded it before fetching)."""
+        if first_delivery:
+            await self.urls.put(key, json.dumps(counted).encode())
 
     async def _publish_page(
         self, task: FetchTask, spec: CrawlSpec, fetched: Fetched, prev: PageRecord | None, key: str
