@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -42,6 +43,18 @@ async def test_the_usual_writer_updates_without_reading(kv) -> None:  # type: ig
     assert stored is not None and stored.n == 5
 
 
+async def test_concurrent_updates_in_one_process_take_turns_without_reading(kv) -> None:  # type: ignore[no-untyped-def]
+    counting, memory = CountingKv(kv), KvMemory()
+    await kv_update(counting, "k", Tally, add("first"), memory=memory)
+    # Two handlers of one process (the tracker's page and index events) update the key at once.
+    await asyncio.gather(
+        *(kv_update(counting, "k", Tally, add(f"w{i}"), memory=memory) for i in range(6))  # type: ignore[arg-type]
+    )
+    assert counting.reads == 1  # each started from the value the one before it wrote: no conflict, no read
+    stored, _ = await kv_get(kv, "k", Tally)
+    assert stored is not None and stored.n == 7 and sorted(stored.by[1:]) == [f"w{i}" for i in range(6)]
+
+
 async def test_another_writer_in_between_is_read_not_overwritten(kv) -> None:  # type: ignore[no-untyped-def]
     memory = KvMemory()
     await kv_update(kv, "k", Tally, add("a"), memory=memory)
@@ -70,3 +83,6 @@ def test_memory_is_bounded() -> None:
     for i in range(100):
         memory.keep(f"k{i}", b"{}", i)
     assert len(memory._entries) <= 8 and memory.take("k99") == (b"{}", 99)
+    for i in range(100):
+        memory.turn(f"k{i}")
+    assert len(memory._turns) <= 8
