@@ -105,8 +105,11 @@ def build_app(
 
 def serve(app: AsgiFastStream, settings: ServiceSettings, service: str) -> None:
     setup_logging(service, settings.log_level, settings.log_json)
-    # The standard event loop, even where uvloop is installed (the gateway's dependency): Playwright's
-    # driver pipes and the services' shutdown paths are tested on it.
     uvicorn.run(
-        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False, loop="asyncio"
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        loop=settings.event_loop,
     )

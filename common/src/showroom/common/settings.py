@@ -6,6 +6,8 @@ Every field can be set from the environment with the ``SHOWROOM_`` prefix
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +34,11 @@ class ServiceSettings(BaseSettings):
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Larger bus messages are dead-lettered unread ("oversized").  nats-server's ``max_payload`` is set
     above this (2 MiB in the embedded stack), so an oversized event still reaches the DLQ whole enough to read."""
+
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """The services' event loop.  uvloop runs the same work on less CPU: a ``render=auto`` crawl of the
+    lab's static section took ~15-25% less CPU per page in scraper-svc and indexer-svc than on asyncio, and a
+    ``render=always`` one ~15% less in the scraper (Chromium included); see docs/architecture.md."""
 
     @property
     def nats_servers(self) -> list[str]:
