@@ -13,6 +13,7 @@ indexer-svc runs for ``POST /v1/replays`` -- replays them into a new Qdrant Edge
 2. the default embedder (MiniLM), over the first ``--embedded-events`` events: the replay's
    events/s against the raw embedder's events/s on the very same chunk texts.  Goal: >= 90%.
 
+The runner runs on the event loop indexer-svc runs on (uvloop unless ``SHOWROOM_EVENT_LOOP`` says otherwise).
 Figures go to stdout.  Loopback only; run it under ``flock /tmp/showroom-heavy.lock``.
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import nats
 import numpy as np
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,6 +38,7 @@ from bench.eval.dataset import pages
 from showroom.cli.stack import Stack, StackConfig
 from showroom.common.events import PageScraped, ReplaySpec, ReplayTarget, new_id
 from showroom.common.replays import ReplayState
+from showroom.common.settings import ServiceSettings
 from showroom.common.topology import Buckets, ensure_topology
 from showroom.indexer.chunking import chunk_page
 from showroom.indexer.embedding import Embedder, load_embedder
@@ -166,4 +169,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # On the event loop indexer-svc runs (``ServiceSettings.event_loop``).
+    if ServiceSettings().event_loop == "uvloop":
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
