@@ -270,6 +270,14 @@ fetch("/script-ran");</script></main></body></html>"""
 <script>fetch("http://localhost:{port}/secret-xhr").catch(() => {{}});
 new WebSocket("ws://127.0.0.1:{port}/secret-ws");</script></main></body></html>"""
                 return web.Response(text=body, content_type="text/html")
+            if request.path == "/dom":  # rewrites its DOM and, like Prototype.js, Array.from
+                body = """<!DOCTYPE html><html><head><title>dom</title></head>
+<body><main><h1>Dom</h1><a href="/one">one</a><a href="two?x=1#top">two</a>
+<svg><a href="/svg-link"><text>svg</text></a></svg>
+<script>Array.from = function (items) { return [].slice.call(items); };
+const a = document.createElement("a"); a.href = "/added"; a.textContent = "added by a script";
+document.querySelector("main").append(a);</script></main></body></html>"""
+                return web.Response(text=body, content_type="text/html")
             if request.path == "/rebound-hop":  # a redirect fetched for the browser: Chromium follows it
                 raise web.HTTPFound("/rebound")
             if request.path == "/rebound":  # asked for by name: must reach the address the guard checked
@@ -359,6 +367,16 @@ async def test_nothing_a_page_starts_outside_its_own_target_gets_past_the_guard(
     assert sorted(bait.hits) == sorted(
         [f"{origin}/escape", f"127.0.0.3:{bait.port}/frame", f"{origin}/worker.js", f"{origin}/script-ran"]
     )  # the page's script ran; no secret-*, no pop-up, no shared worker script
+
+
+async def test_the_rendered_dom_is_read_with_its_doctype_and_its_links_absolute(bait: Bait, pool: BrowserPool) -> None:
+    """One script reads the HTML and the links, in the page's own world: a page that replaced a global the way
+    old libraries do still gives all its links.  An SVG link's ``href`` is not a URL string and is left out."""
+    rendered = await pool.render(f"http://127.0.0.1:{bait.port}/dom", BAIT_SCOPE)
+    assert rendered.html.startswith("<!DOCTYPE html><html><head><title>dom</title>")
+    assert "added by a script</a>" in rendered.html
+    origin = f"http://127.0.0.1:{bait.port}"
+    assert rendered.links == [f"{origin}/one", f"{origin}/two?x=1#top", f"{origin}/added"]
 
 
 def test_the_limits_set_here_are_scraper_settings() -> None:
