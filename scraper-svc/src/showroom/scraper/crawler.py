@@ -24,8 +24,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -61,6 +62,7 @@ from showroom.scraper.ssrf import SsrfGuard
 from showroom.scraper.urls import Scope, host_of, normalize_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SEED_PARENT = "seed"
 SERVICE = "scraper-svc"
@@ -77,6 +79,30 @@ OFF_LOOP_CHARS = 100_000
 a thread hop would cost more than it frees."""
 ARCHIVED_MEMORY = 50_000
 """Content hashes remembered as archived by this process: a page whose content came back skips the store."""
+
+
+LINKS_IN_FLIGHT = 64
+"""A page's link claims (KV creates) and new tasks (publishes) in flight at once.  One at a time, an index
+page's 200 links cost a round trip each: 200 creates took 54-83 ms here, 11-17 ms in flight together."""
+
+
+async def _bounded(calls: list[Coroutine[Any, Any, T]], limit: int = LINKS_IN_FLIGHT) -> list[T]:
+    """Await ``calls`` with at most ``limit`` of them in flight; their results in order.  The first failure
+    cancels the rest and is raised."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    slots = asyncio.Semaphore(limit)
+
+    async def one(call: Coroutine[Any, Any, T]) -> T:
+        async with slots:
+            return await call
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(call)) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [t.result() for t in tasks]
 
 
 @dataclass(frozen=True)
@@ -367,46 +393,57 @@ class Crawler:
 
         Claimed URLs spend the crawl's page budget (``max_pages``); those past
         the budget, too deep, disallowed by robots.txt or looking like a crawl
-        trap are recorded as skipped.
+        trap are recorded as skipped.  The claims go to the bucket together
+        (``LINKS_IN_FLIGHT``); the trap counters, which several URLs of one
+        path share, one at a time.
         """
+        candidates = [u for u in dict.fromkeys(urls) if scope.admits(u)]
+        claims = await _bounded([self._claim_one(crawl_id, parent, u, depth, max_depth) for u in candidates])
         fresh: list[str] = []
         reclaimed: list[str] = []
         skipped = 0
-        for url in dict.fromkeys(urls):
-            if not scope.admits(url):
-                continue
-            key = f"{crawl_id}.{url_key(url)}"
-            if self._claimed_by.get(key, parent) != parent:
-                continue  # another page's claim: it can never become ours, no need to ask the bucket
-            reason = None
-            if depth > max_depth:
-                reason = "depth"
-            elif not await self.robots.allowed(url):
-                reason = "robots"
-            value = {"state": "skipped" if reason else "queued", "reason": reason, "parent": parent}
-            try:
-                await self.urls.create(key, json.dumps(value).encode())
-            except KeyWrongLastSequenceError:
-                # Already known, unless this very parent claimed it before a crash.
-                existing = await self._url_state(key)
-                self._remember_claim(key, str(existing.get("parent")))
-                if existing.get("parent") == parent and existing.get("state") == "queued":
-                    reclaimed.append(url)
-                continue
-            self._remember_claim(key, parent)
-            # Only the first claimer counts a URL towards its path's query variants.
-            if reason is None and await self._looks_like_trap(crawl_id, url):
-                reason = "trap"
-                await self.urls.put(key, json.dumps(value | {"state": "skipped", "reason": reason}).encode())
-            if reason:
+        for url, claim in zip(candidates, claims, strict=True):
+            if claim == "reclaimed":
+                reclaimed.append(url)
+            elif claim == "skipped":
                 skipped += 1
-            else:
-                fresh.append(url)
+            elif claim == "queued":
+                # Only the first claimer counts a URL towards its path's query variants.
+                if await self._looks_like_trap(crawl_id, url):
+                    value = {"state": "skipped", "reason": "trap", "parent": parent}
+                    await self.urls.put(f"{crawl_id}.{url_key(url)}", json.dumps(value).encode())
+                    skipped += 1
+                else:
+                    fresh.append(url)
         granted = await self._reserve_budget(crawl_id, len(fresh))
-        for url in fresh[granted:]:
-            value = {"state": "skipped", "reason": "max_pages", "parent": parent}
-            await self.urls.put(f"{crawl_id}.{url_key(url)}", json.dumps(value).encode())
+        value = json.dumps({"state": "skipped", "reason": "max_pages", "parent": parent}).encode()
+        await _bounded([self.urls.put(f"{crawl_id}.{url_key(url)}", value) for url in fresh[granted:]])
         return reclaimed + fresh[:granted], skipped + len(fresh) - granted
+
+    async def _claim_one(self, crawl_id: str, parent: str, url: str, depth: int, max_depth: int) -> str | None:
+        """Claim one URL: ``queued`` (ours now), ``skipped`` (ours, recorded as skipped: too deep or
+        disallowed), ``reclaimed`` (this very parent claimed it before a crash and it was never
+        fetched) or None (another page's)."""
+        key = f"{crawl_id}.{url_key(url)}"
+        if self._claimed_by.get(key, parent) != parent:
+            return None  # another page's claim: it can never become ours, no need to ask the bucket
+        reason = None
+        if depth > max_depth:
+            reason = "depth"
+        elif not await self.robots.allowed(url):
+            reason = "robots"
+        value = {"state": "skipped" if reason else "queued", "reason": reason, "parent": parent}
+        try:
+            await self.urls.create(key, json.dumps(value).encode())
+        except KeyWrongLastSequenceError:
+            # Already known, unless this very parent claimed it before a crash.
+            existing = await self._url_state(key)
+            self._remember_claim(key, str(existing.get("parent")))
+            if existing.get("parent") == parent and existing.get("state") == "queued":
+                return "reclaimed"
+            return None
+        self._remember_claim(key, parent)
+        return "skipped" if reason else "queued"
 
     def _remember_claim(self, key: str, parent: str) -> None:
         self._claimed_by[key] = parent
@@ -475,15 +512,26 @@ class Crawler:
         trace_id: str,
         priority: Priority,
     ) -> None:
-        for url in urls:
-            task = FetchTask(
-                crawl_id=crawl_id, trace_id=trace_id, brand=brand, url=url, depth=depth, parent_url=parent,
+        tasks = [
+            FetchTask(
+                crawl_id=crawl_id,
+                trace_id=trace_id,
+                brand=brand,
+                url=url,
+                depth=depth,
+                parent_url=parent,
                 priority=priority,
-            )  # fmt: skip
-            await publish_event(
+            )
+            for url in urls
+        ]
+        publishes = [
+            publish_event(
                 self.broker,
                 task,
-                Subjects.frontier(priority, host_of(url)),
+                Subjects.frontier(priority, host_of(task.url)),
                 stream=Streams.FRONTIER.name,
-                msg_id=f"{crawl_id}.{url_key(url)}",
+                msg_id=f"{crawl_id}.{url_key(task.url)}",
             )
+            for task in tasks
+        ]
+        await _bounded(publishes)
