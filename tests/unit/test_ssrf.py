@@ -121,12 +121,16 @@ async def test_a_name_that_does_not_resolve_is_a_dns_error_not_a_connection() ->
 class Recording(httpx.AsyncBaseTransport):
     """Answers public hosts with ``answer(url)``; any other host fails the test."""
 
-    def __init__(self, answer: dict[str, httpx.Response]) -> None:
+    def __init__(self, answer: dict[str, httpx.Response], delay_s: float = 0.0) -> None:
         self.answer = answer
+        self.delay_s = delay_s
+        """How long each answer takes (0: at once, without letting another task run meanwhile)."""
         self.requests: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(str(request.url))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if str(request.url) not in self.answer:
             raise AssertionError(f"connected to {request.url}")
         return self.answer[str(request.url)]
@@ -242,6 +246,19 @@ async def test_robots_and_sitemap_redirects_into_private_addresses_are_refused_b
         assert rules.can_fetch("http://public.example/page", "test-bot")  # unreachable robots.txt: allow all
         assert await read_sitemap_urls(http, guard, "http://public.example/sitemap.xml", limit=10) == []
     assert transport.requests == list(answers)
+
+
+async def test_links_checked_together_fetch_their_hosts_robots_txt_once() -> None:
+    """A page's links are claimed together: twenty of them on a host new to the scraper still ask for its
+    robots.txt once, and each gets its rules."""
+    robots = httpx.Response(200, text="User-agent: *\nDisallow: /private/\n")
+    transport = Recording({"http://public.example/robots.txt": robots}, delay_s=0.01)
+    async with httpx.AsyncClient(transport=transport) as http:
+        cache = RobotsCache(http, SsrfGuard(resolver=StubResolver()), "test-bot")
+        urls = [f"http://public.example/{'private' if i % 2 else 'shop'}/{i}" for i in range(20)]
+        allowed = await asyncio.gather(*(cache.allowed(u) for u in urls))
+    assert allowed == [i % 2 == 0 for i in range(20)]
+    assert transport.requests == ["http://public.example/robots.txt"]
 
 
 class Rebinding:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -36,13 +37,26 @@ class RobotsCache:
         self.ttl_s = ttl_s
         self.size = size
         self._rules: OrderedDict[str, tuple[float, Protego]] = OrderedDict()
+        self._fetching: dict[str, asyncio.Future[Protego]] = {}
+        """Origins whose robots.txt is being fetched: a page's links are claimed together, and a host
+        must not get one request for its robots.txt per link."""
 
     async def rules_for(self, origin: str) -> Protego:
         hit = self._rules.get(origin)
         if hit and time.monotonic() - hit[0] < self.ttl_s:
             self._rules.move_to_end(origin)
             return hit[1]
-        rules = await self._fetch(origin)
+        pending = self._fetching.get(origin)
+        if pending is None:
+            pending = self._fetching[origin] = asyncio.ensure_future(self._fetch_and_keep(origin))
+        # Shielded: one waiter cancelled does not cancel the fetch the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _fetch_and_keep(self, origin: str) -> Protego:
+        try:
+            rules = await self._fetch(origin)
+        finally:
+            del self._fetching[origin]
         self._rules[origin] = (time.monotonic(), rules)
         while len(self._rules) > self.size:
             self._rules.popitem(last=False)
