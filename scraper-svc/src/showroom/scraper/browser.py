@@ -112,8 +112,9 @@ IGNORED_DEFAULT_ARGS = ["--disable-popup-blocking"]
 GUARD_INIT_SCRIPT = "delete globalThis.SharedWorker;"
 #: A rendered page's DOM in one call: its HTML as ``Page.content()`` serialises it (doctype, then the root
 #: element) and its links' absolute URLs.  ``content()`` and ``eval_on_selector_all()`` took 75 ms a page
-#: together with four pages rendering on two cores; this takes 14 (bench/crawler.py).  It runs in the page's
-#: own world, so it leans on as few globals as it can: old sites still replace ``Array.from`` (Prototype.js).
+#: together with four pages rendering on two cores; this takes 14 (timed in the scraper over the lab's 200
+#: JS pages; docs/architecture.md).  It runs in the page's own world, so it leans on as few globals as it
+#: can: old sites still replace ``Array.from`` (Prototype.js).
 READ_DOM_SCRIPT = """() => {
   const doctype = document.doctype ? new XMLSerializer().serializeToString(document.doctype) : "";
   const root = document.documentElement ? document.documentElement.outerHTML : "";
