@@ -481,7 +481,7 @@ def test_markdown_drops_banners_and_related_products_but_keeps_the_articles_head
     <script>track()</script><footer>© KRK</footer></body></html>"""
     page = extract(html, "https://krk.example/rokit-7")
     assert page.markdown == (
-        "# Rokit 7\n\nStudio monitor\n\nOut of stock\n\n## Specs\n\n|  |  |\n| --- | --- |\n| Woofer | 7 in |"
+        "# Rokit 7\n\nStudio monitor\n\nOut of stock\n\n## Specs\n\n| Woofer | 7 in |\n| --- | --- |"
     )
 
 
