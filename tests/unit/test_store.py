@@ -15,7 +15,8 @@ import pytest
 from showroom.common.events import PageScraped, Product, ProductSearchRequest, SearchRequest
 from showroom.indexer.chunking import chunk_page
 from showroom.indexer.embedding import HashingEmbedder
-from showroom.indexer.indexing import Indexer, chunker_id, page_payloads
+from showroom.indexer.indexing import Indexer
+from showroom.indexer.preparing import chunker_id, page_payloads
 from showroom.indexer.sparse import Bm25Encoder
 from showroom.indexer.store import ChunkStore, ModelMismatchError, SearchFilter, open_store, point_id
 

@@ -7,10 +7,11 @@ import os
 # small (BM25, replay bookkeeping), and an idle OpenBLAS thread pool spin-waits between calls.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from showroom.common.service import serve
-
 
 def main() -> None:
+    # Imported here, not above: a replay's worker process (spawned) imports this module again, and
+    # needs none of the service.
+    from showroom.common.service import serve
     from showroom.indexer.app import app, settings
 
     serve(app, settings, "indexer-svc")

@@ -49,14 +49,8 @@ from showroom.common.replays import ReplayProgress, ReplayState, ReplayStatus
 from showroom.common.service import INSTANCE
 from showroom.common.topology import Streams, Subjects
 from showroom.indexer.embedding import Embedder
-from showroom.indexer.indexing import (
-    EmbedderFactory,
-    IndexedCounts,
-    Indexer,
-    RawEvent,
-    decode_events,
-    prepare_events,
-)
+from showroom.indexer.indexing import EmbedderFactory, IndexedCounts, Indexer
+from showroom.indexer.preparing import RawEvent, decode_events, prepare_events
 
 log = logging.getLogger(__name__)
 
